@@ -1,0 +1,88 @@
+"""What every exercise check shares: how it reports, how it calls the student's code, how it compares.
+
+A check runs the student's function or class on several cases against the package's reference and
+- prints one line starting with "✓" when every case is right;
+- prints "not implemented yet" (and does not raise) while the stub still raises NotImplementedError,
+  so that a blank exercise notebook runs from top to bottom;
+- raises `CheckFailed` (an AssertionError) whose message says, in words, which case is wrong and how.
+"""
+
+import torch
+
+
+class CheckFailed(AssertionError):
+    """The student's answer is wrong; the message says which case, what came and what was expected."""
+
+
+def run_check(name, body, success):
+    """Run `body()` (which raises CheckFailed on a wrong answer) and report in one line.
+
+    `name` is what is being checked, `success` the sentence printed after "✓" when it passes.
+    """
+    try:
+        body()
+    except NotImplementedError:
+        print(f"… {name}: not implemented yet. Replace `raise NotImplementedError` with your code and run this cell again.")
+        return
+    print(f"✓ {name}: {success}")
+
+
+def call(fn, *args, case):
+    """Call the student's `fn(*args)`; an exception other than NotImplementedError becomes a CheckFailed
+    that names the case, so the student sees which input broke their code."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # the student's code crashed: say where, keep the original as the cause
+        raise CheckFailed(f"{case}: your code raised {type(error).__name__}: {error}") from error
+
+
+def expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=()):
+    """Raise CheckFailed unless `actual` is a tensor of `expected`'s shape and values.
+
+    `hints` is a list of (predicate, sentence): for a wrong answer, the first predicate(actual, expected)
+    that is true adds its sentence to the message (e.g. "did you swap P and N?").
+    """
+    if not isinstance(actual, torch.Tensor):
+        raise CheckFailed(f"{case}: expected a torch.Tensor, got {type(actual).__name__}")
+    hint = _first_hint(actual, expected, hints)
+    if actual.shape != expected.shape:
+        message = f"{case}: your output has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}"
+        if sorted(actual.shape) == sorted(expected.shape) and not hint:
+            hint = "the same sizes in another order: are two dimensions swapped?"
+        raise CheckFailed(message + (f". Hint: {hint}" if hint else ""))
+    if actual.dtype != expected.dtype:
+        raise CheckFailed(f"{case}: your output has dtype {actual.dtype}; expected {expected.dtype}")
+    if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
+        diff = (actual - expected).abs()
+        where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+        message = (
+            f"{case}: the shape {tuple(actual.shape)} is right but the values are not:"
+            f" largest difference {diff.max().item():.3g} at index {where}"
+            f" (yours {actual[where].item():.5g}, expected {expected[where].item():.5g})"
+        )
+        if actual.flatten().sort().values.allclose(expected.flatten().sort().values, atol=atol, rtol=rtol) and not hint:
+            hint = "you have the right numbers in the wrong places: check the order of your reshape/rearrange"
+        raise CheckFailed(message + (f". Hint: {hint}" if hint else ""))
+
+
+def _first_hint(actual, expected, hints):
+    for predicate, sentence in hints:
+        try:
+            if predicate(actual, expected):
+                return sentence
+        except Exception:  # a hint that cannot be evaluated on this output gives no hint
+            continue
+    return ""
+
+
+def load_reference_weights(student, reference, case):
+    """Copy `reference`'s weights into the student's module (strictly, by name) or say what does not fit."""
+    try:
+        student.load_state_dict(reference.state_dict())
+    except RuntimeError as error:
+        raise CheckFailed(
+            f"{case}: the reference weights do not fit your module; keep the submodule names and sizes"
+            f" that the skeleton's __init__ gives. PyTorch says: {error}"
+        ) from error
