@@ -1,7 +1,6 @@
 """The building blocks: conv-norm-activation, the MV2 block (chapter 2), attention and the
 pre-norm transformer encoder layer (chapter 3)."""
 
-import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
