@@ -5,3 +5,6 @@ raises NotImplementedError, and raises CheckFailed (an AssertionError) saying wh
 """
 
 from ._common import CheckFailed
+from .cnn import check_conv2d_unfold, check_inverted_residual
+from .attention import check_scaled_dot_product_attention, check_transformer_layer
+from .mobilevit import check_fold_patches, check_mobilevit_block, check_mobilevit_config, check_mobilevit_forward, check_unfold_patches

@@ -1,0 +1,136 @@
+"""Interactive explorers of chapters 1-3, each with a static twin that still moves in the book.
+
+- `receptive_field_explorer()` / `receptive_field_animation()` (chapter 1): kernel size, stride,
+  padding and dilation against which input pixels feed one output pixel, and the output size.
+- `attention_scale_explorer()` / `attention_scale_animation()` (chapter 3): one attention row for
+  a head size d, with and without the 1/sqrt(d) scale.
+
+The explorers need a running kernel (Jupyter, Colab); the animations are matplotlib
+`FuncAnimation`s: show them with `animation_html(anim)`, which renders the frames into the page.
+"""
+
+import re
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.animation import FuncAnimation
+
+from .viz import draw_attention_rows, draw_receptive_field, plot_receptive_field, receptive_field_title
+
+# (kernel_size, stride, padding, dilation, (out_row, out_col)) for the static animation
+RECEPTIVE_FIELD_TOUR = [
+    (3, 1, 0, 1, (0, 0)),
+    (3, 1, 0, 1, (0, 1)),
+    (3, 1, 0, 1, (1, 1)),
+    (3, 1, 0, 1, (6, 9)),
+    (3, 1, 1, 1, (0, 0)),  # "same" padding: the output keeps the input's size
+    (3, 1, 1, 1, (4, 6)),
+    (3, 2, 1, 1, (0, 0)),  # stride 2 halves the output
+    (3, 2, 1, 1, (0, 1)),
+    (3, 2, 1, 1, (2, 3)),
+    (3, 1, 2, 2, (0, 0)),  # dilation 2: a 5x5 footprint with 9 taps
+    (3, 1, 2, 2, (4, 6)),
+    (5, 1, 2, 1, (4, 6)),
+    (5, 2, 2, 1, (2, 3)),
+    (1, 1, 0, 1, (4, 6)),  # 1x1: one pixel, all channels
+    (4, 4, 0, 1, (1, 1)),  # kernel = stride: non-overlapping patches, ViT's patch embedding
+]
+
+
+def animation_html(anim, autoplay=True):
+    """The animation as HTML with its frames inline (`to_jshtml`), for the static book; closes the figure.
+
+    With `autoplay`, it starts playing (in a loop) as soon as the page has loaded, instead of
+    waiting for the reader to press play; the controls still pause and step it.
+    """
+    from IPython.display import HTML
+
+    html = anim.to_jshtml()
+    plt.close(anim._fig)
+    match = re.search(r"\banim([0-9a-f]{32})\b", html)
+    if autoplay and match:
+        # to_jshtml creates the JS object `anim<id>` in a setTimeout(..., 0); start it after that
+        html += (
+            "\n<script language=\"javascript\">\n"
+            f"  setTimeout(function() {{ if (typeof anim{match.group(1)} !== 'undefined')"
+            f" {{ anim{match.group(1)}.play_animation(); }} }}, 500);\n"
+            "</script>\n"
+        )
+    return HTML(html)
+
+
+def receptive_field_explorer(size=(9, 12)):
+    """Sliders for kernel size, stride, padding, dilation and the output pixel; redraws the figure."""
+    import ipywidgets as widgets
+
+    def show(kernel_size=3, stride=1, padding=0, dilation=1, out_row=0, out_col=0):
+        fig = plot_receptive_field(size, kernel_size, stride, padding, dilation, (out_row, out_col))
+        plt.show(fig)
+
+    slider = dict(continuous_update=False)
+    return widgets.interactive(
+        show,
+        kernel_size=widgets.IntSlider(3, 1, 7, description="kernel", **slider),
+        stride=widgets.IntSlider(1, 1, 4, description="stride", **slider),
+        padding=widgets.IntSlider(0, 0, 3, description="padding", **slider),
+        dilation=widgets.IntSlider(1, 1, 3, description="dilation", **slider),
+        out_row=widgets.IntSlider(0, 0, size[0] + 5, description="output row", **slider),
+        out_col=widgets.IntSlider(0, 0, size[1] + 5, description="output col", **slider),
+    )
+
+
+def receptive_field_animation(size=(9, 12), tour=RECEPTIVE_FIELD_TOUR, interval=1200, dpi=65):
+    """The explorer's static twin: a FuncAnimation that steps through `tour` (see RECEPTIVE_FIELD_TOUR)."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8), dpi=dpi, layout="constrained")
+
+    def frame(i):
+        kernel_size, stride, padding, dilation, out_pos = tour[i]
+        out_size = draw_receptive_field(axes, size, kernel_size, stride, padding, dilation, out_pos)
+        fig.suptitle(receptive_field_title(kernel_size, stride, padding, dilation, out_size))
+        return list(axes)
+
+    frame(0)
+    return FuncAnimation(fig, frame, frames=len(tour), interval=interval)
+
+
+# ------------------------------------------------------------------------------------------- chapter 3
+def attention_row(d, num_tokens=16, seed=0):
+    """One attention row for random q, k with N(0, 1) entries of size d: (scaled, unscaled), each (N,)."""
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.randn(d, generator=generator)
+    k = torch.randn(num_tokens, d, generator=generator)
+    scores = k @ q  # (N,), each with variance d
+    return (scores / d**0.5).softmax(0), scores.softmax(0)
+
+
+def attention_scale_explorer(num_tokens=16):
+    """Slider for the head size d (and the random draw): one attention row with and without the scale."""
+    import ipywidgets as widgets
+
+    def show(log2_d=6, seed=0):
+        d = 2**log2_d
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+        draw_attention_rows(axes, *attention_row(d, num_tokens, seed), d)
+        fig.suptitle(f"one query against {num_tokens} keys, head size d = {d}")
+        plt.show(fig)
+
+    slider = dict(continuous_update=False)
+    return widgets.interactive(
+        show,
+        log2_d=widgets.IntSlider(6, 1, 11, description="log₂ d", **slider),
+        seed=widgets.IntSlider(0, 0, 20, description="random draw", **slider),
+    )
+
+
+def attention_scale_animation(num_tokens=16, dims=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), interval=1000, dpi=65):
+    """The explorer's static twin: the head size d grows frame by frame."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=dpi, layout="constrained")
+
+    def frame(i):
+        d = dims[i]
+        draw_attention_rows(axes, *attention_row(d, num_tokens), d)
+        fig.suptitle(f"one query against {num_tokens} keys, head size d = {d}")
+        return list(axes)
+
+    frame(0)
+    return FuncAnimation(fig, frame, frames=len(dims), interval=interval)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# THE book command of the course: `bash scripts/book.sh`.
+#
+# Makes sure .venv/ has everything (scripts/_ensure_env.sh), then builds the book into _build/html
+# with `jupyter-book build .`: incremental (only changed pages are rebuilt) and executing nothing
+# (execute_notebooks is "off": the notebooks are committed executed). Prints the page to open.
+# For the strict build the tests do (from scratch, warnings as errors): bash scripts/test.sh.
+set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
+    sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0
+fi
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/_ensure_env.sh
+source scripts/_ensure_env.sh
+jupyter-book build .
+echo
+echo "The book: $(pwd)/_build/html/index.html"

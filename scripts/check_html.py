@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Look at the built book as a reader would: headless Chromium, screenshots, and checks.
+
+Serves <build>/html over http://127.0.0.1:<free port> (http.server in a thread), opens pages in
+Debian's headless Chromium and, for each page,
+- checks that the server answers 200;
+- dumps the rendered DOM (--dump-dom) and checks that the expected heading is there and, on
+  notebook pages, that the "Open in Colab" launch link of this very notebook is there;
+- takes a screenshot (1280×2000) into _build/screenshots/<page>.png and checks that it is not
+  blank: more than 1 % of its pixels differ from the background colour (with Pillow; without it
+  the pixel check is skipped and says so).
+The pages: the welcome page, the setup notebook, the first chapter and the first exercise (when
+there are some), plus any page given with --page.
+
+Usage:
+    python scripts/check_html.py                      # the book in _build/ (bash scripts/book.sh)
+    python scripts/check_html.py --build /tmp/x/_build --page chapters/01_conv.html
+Exit status 1 when a page is missing, blank or broken; 2 when Chromium is not installed
+(scripts/check_html.sh installs it).
+"""
+
+import argparse
+import functools
+import http.server
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _nbtools  # noqa: E402
+
+# Headless Chromium flags that work on this kind of machine (as root, no GPU, no network besides
+# localhost): without the background-networking ones it stalls on refused connections.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--virtual-time-budget=5000",
+]
+WINDOW = "1280,2000"
+
+
+def default_pages():
+    """(path in the site, texts that must be in the DOM, notebook path whose Colab link must be there):
+    the welcome page, the setup notebook, and the first chapter and exercise when there are some."""
+    pages = [
+        ("book/intro.html", ["MobileViT from scratch", "Who it is for", "How to read it"], None),
+        ("book/setup.html", ["Setup", "mobilevit_xxs"], "book/setup.ipynb"),
+    ]
+    for folder in ("chapters", "exercises"):
+        notebooks = _nbtools.find_notebooks([folder])
+        if notebooks:
+            rel = _nbtools.relpath(notebooks[0])
+            pages.append((rel[: -len(".ipynb")] + ".html", [], rel))
+    return pages
+
+
+def find_chromium(explicit=None):
+    for candidate in [explicit, "chromium", "chromium-browser", "/usr/bin/chromium"]:
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Chromium drops connections it no longer needs (e.g. when --virtual-time-budget ends):
+        # not a problem of the page, so no traceback for that.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
+def serve(directory):
+    """Start a static server for `directory` on a free port of 127.0.0.1; return (server, base URL)."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def run_chromium(chromium, args, timeout=120):
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                                capture_output=True, text=True, timeout=timeout)
+    return result
+
+
+def pixel_problem(png):
+    """None when the screenshot shows something; else what is wrong. Needs Pillow."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        gray = image.convert("L")
+        histogram = gray.histogram()
+        width, height = gray.size
+    total = width * height
+    background = max(histogram)
+    if background == total:
+        return "the screenshot is one uniform colour (a blank page)"
+    if (total - background) / total < 0.01:
+        return f"only {100 * (total - background) / total:.2f} % of the pixels differ from the background (an almost blank page)"
+    return None
+
+
+def check_page(chromium, base, page, texts, notebook, out_dir, url, branch):
+    problems = []
+    address = base + page
+    try:
+        with urllib.request.urlopen(address, timeout=10) as response:
+            if response.status != 200:
+                return [f"{page}: HTTP {response.status}"]
+    except Exception as error:
+        return [f"{page}: cannot be fetched ({error}); is it in the book?"]
+
+    dom = run_chromium(chromium, ["--dump-dom", address])
+    if dom.returncode != 0 or not dom.stdout.strip():
+        return [f"{page}: chromium --dump-dom failed (exit {dom.returncode}): {dom.stderr.strip()[-500:]}"]
+    for text in texts:
+        if text not in dom.stdout:
+            problems.append(f"{page}: the rendered page does not contain {text!r}")
+    if notebook:
+        org_repo = url[len("https://github.com/"):]
+        link = f"https://colab.research.google.com/github/{org_repo}/blob/{branch}/{notebook}"
+        if link not in dom.stdout:
+            problems.append(f"{page}: no Colab launch link {link}")
+
+    png = out_dir / (page.replace("/", "_").replace(".html", ".png"))
+    png.unlink(missing_ok=True)
+    shot = run_chromium(chromium, [f"--screenshot={png}", f"--window-size={WINDOW}", address])
+    if shot.returncode != 0 or not png.exists() or png.stat().st_size == 0:
+        problems.append(f"{page}: no screenshot (exit {shot.returncode}): {shot.stderr.strip()[-500:]}")
+        return problems
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        print(f"  {page}: pixel check SKIPPED (Pillow is not installed)")
+    else:
+        problem = pixel_problem(png)
+        if problem:
+            problems.append(f"{page}: {problem} ({png})")
+    print(f"  {page}: screenshot {png} ({png.stat().st_size // 1024} KB)" + ("" if problems else ", ok"))
+    return problems
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=str(_nbtools.ROOT / "_build"), help="the build folder that holds html/ (default: _build)")
+    parser.add_argument("--out", default=str(_nbtools.ROOT / "_build" / "screenshots"), help="where to save the screenshots (default: _build/screenshots)")
+    parser.add_argument("--page", action="append", default=[], help="another page to check (path in the site, e.g. chapters/01_conv.html)")
+    parser.add_argument("--chromium", help="the Chromium executable (default: chromium on PATH)")
+    args = parser.parse_args(argv)
+
+    chromium = find_chromium(args.chromium)
+    if not chromium:
+        print("chromium is not installed: bash scripts/check_html.sh installs it (Debian, as root)", file=sys.stderr)
+        return 2
+    html = Path(args.build) / "html"
+    if not (html / "index.html").exists():
+        print(f"no book in {html}: build it first (bash scripts/book.sh)", file=sys.stderr)
+        return 1
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url, branch = _nbtools.repository()
+    pages = default_pages() + [(p, [], None) for p in args.page]
+
+    server, base = serve(html)
+    print(f"serving {html} at {base}; {Path(chromium).name}: "
+          + subprocess.run([chromium, "--version"], capture_output=True, text=True).stdout.strip())
+    problems = []
+    try:
+        for page, texts, notebook in pages:
+            problems += check_page(chromium, base, page, texts, notebook, out_dir, url, branch)
+    finally:
+        server.shutdown()
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    print(f"✓ {len(pages)} page(s) render: headings, Colab links and non-blank screenshots in {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# THE test command of the course: `bash scripts/test.sh` (CI runs it through .ci/run).
+#
+# Makes sure .venv/ has everything (scripts/_ensure_env.sh), then, stopping at the first failure,
+# with a banner and a timing per step:
+#   1. pytest tests/         the package's tests, and the notebook checks: every notebook has its
+#                            Colab badge and install cell, exercises/ is what make_exercises.py
+#                            generates from solutions/, every notebook is in the book's TOC
+#   2. nbval                 re-runs every notebook in chapters/ solutions/ exercises/ book/ and
+#                            compares each output with the committed one (nbval_sanitize.cfg)
+#   3. book                  builds the book from scratch in a temporary folder, warnings as errors
+#   4. rendered pages        screenshots the built book in headless Chromium and checks the pages
+#                            (only when `chromium` is on PATH; scripts/check_html.sh installs it)
+set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
+    sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0
+fi
+cd "$(dirname "$0")/.."
+
+# The same fixed environment as scripts/execute_notebooks.py gives its kernels (nbval's kernel
+# inherits it), so that the committed outputs are reproduced.
+export PYTHONHASHSEED=0 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+
+total_start=$(date +%s.%N)
+summary=()
+
+banner() { printf '\n==================== %s ====================\n' "$1"; }
+
+# step NAME COMMAND...: run, time, stop everything on failure
+step() {
+    local name=$1; shift
+    banner "$name"
+    local start; start=$(date +%s.%N)
+    local rc=0
+    "$@" || rc=$?
+    local took; took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    summary+=("$(printf '%-24s %7s s  %s' "$name" "$took" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
+    if [ $rc -ne 0 ]; then
+        banner "FAILED: $name (exit $rc, after $took s)"
+        printf '%s\n' "${summary[@]}"
+        exit "$rc"
+    fi
+    echo "-- $name: ok in $took s"
+}
+
+env_start=$(date +%s.%N)
+banner "environment"
+# shellcheck source=scripts/_ensure_env.sh
+source scripts/_ensure_env.sh
+summary+=("$(printf '%-24s %7s s  ok' environment "$(awk -v a="$env_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')")")
+python --version; python -c 'import torch; print("torch", torch.__version__)'
+
+step "pytest tests/" python -m pytest -q tests/
+
+nbval() {
+    local notebooks=()
+    local folder
+    for folder in chapters solutions exercises book; do
+        [ -d "$folder" ] || continue
+        while IFS= read -r -d '' nb; do notebooks+=("$nb"); done \
+            < <(find "$folder" -maxdepth 1 -name '*.ipynb' -print0 | sort -z)
+    done
+    if [ ${#notebooks[@]} -eq 0 ]; then
+        echo "no notebooks in chapters/ solutions/ exercises/ book/: nothing for nbval to check"
+        return 0
+    fi
+    echo "${#notebooks[@]} notebook(s): ${notebooks[*]}"
+    local rc=0
+    python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
+        --nbval-cell-timeout 600 -p no:cacheprovider "${notebooks[@]}" || rc=$?
+    if [ $rc -eq 5 ]; then  # pytest's "no tests collected": notebooks without code cells
+        echo "nbval collected no cells (the notebooks have no code cells): nothing to compare"
+        return 0
+    fi
+    return $rc
+}
+step "nbval (notebooks)" nbval
+
+book_tmp=$(mktemp -d "${TMPDIR:-/tmp}/mobilevit-book.XXXXXX")
+trap 'rm -rf "$book_tmp"' EXIT
+step "book (-W, from scratch)" jupyter-book build . --all -W -n --keep-going --path-output "$book_tmp"
+
+if command -v chromium >/dev/null 2>&1; then
+    step "rendered pages" python scripts/check_html.py --build "$book_tmp/_build"
+else
+    banner "rendered pages"
+    echo "SKIPPED: the rendered-page check needs Debian's chromium on PATH (install it with: bash scripts/check_html.sh, as root)"
+    summary+=("$(printf '%-24s %7s    %s' "rendered pages" "-" "SKIPPED (no chromium)")")
+fi
+
+banner "summary"
+printf '%s\n' "${summary[@]}"
+awk -v a="$total_start" -v b="$(date +%s.%N)" 'BEGIN { printf "total: %.1f s\n", b - a }'
