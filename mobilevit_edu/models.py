@@ -3,7 +3,6 @@
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
-import torch
 from torch import nn
 
 from ._validate import check_image_batch

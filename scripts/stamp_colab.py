@@ -6,7 +6,9 @@ Every notebook in book/, chapters/, solutions/ and exercises/ must start with tw
 1. a markdown cell tagged `colab-badge`: the "Open in Colab" badge, linking to this very notebook
    (an exercise links to exercises/<name>.ipynb, its solution to solutions/<name>.ipynb);
 2. a code cell tagged `colab-install` that installs the course package `mobilevit_edu` from the
-   repository (git+URL@branch) only when `import mobilevit_edu` fails, as in a fresh Colab runtime.
+   repository (git+URL@branch), with the extras `viz` (matplotlib, ipywidgets) and `timm` (the
+   reference implementation chapters 5 and 6 compare with), only when `import mobilevit_edu` fails,
+   as in a fresh Colab runtime.
    Offline it prints what to do instead of a traceback; where the package is installed it prints
    nothing (so nbval sees no output). The book leaves it out (tag "remove-cell"): a reader of the
    book runs nothing, and the welcome page explains the cell.
@@ -63,7 +65,7 @@ except ImportError:
     import importlib, subprocess, sys
     _source = "git+{url}@{branch}"
     print(f"installing mobilevit_edu from {{_source}} ...")
-    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mobilevit_edu[viz] @ {{_source}}"],
+    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mobilevit_edu[viz,timm] @ {{_source}}"],
                           capture_output=True, text=True)
     if _pip.returncode == 0:
         importlib.invalidate_caches()

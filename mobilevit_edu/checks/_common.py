@@ -8,6 +8,7 @@ A check runs the student's function or class on several cases against the packag
 """
 
 import torch
+from torch import nn
 
 
 class CheckFailed(AssertionError):
@@ -86,3 +87,17 @@ def load_reference_weights(student, reference, case):
             f"{case}: the reference weights do not fit your module; keep the submodule names and sizes"
             f" that the skeleton's __init__ gives. PyTorch says: {error}"
         ) from error
+
+
+def randomize_batchnorm(module, generator):
+    """Give every BatchNorm in `module` random running statistics and affine parameters, so that
+    BN (in eval mode) is not the identity and a mistake around it changes the output."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=generator) * 0.5)
+    return module

@@ -8,11 +8,10 @@
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..conv import conv_output_size
 from ..layers import InvertedResidual
-from ._common import CheckFailed, call, expect_close, load_reference_weights, run_check
+from ._common import CheckFailed, call, expect_close, load_reference_weights, randomize_batchnorm, run_check
 
 # ------------------------------------------------------------------------------------------- chapter 1
 # (description, x shape, weight shape, with bias, stride, padding, dilation, groups)
@@ -110,20 +109,6 @@ MV2_CASES = [
     ("stride 2 with 16 -> 16 channels: no residual", 16, 16, 2, 4, (1, 16, 10, 10)),
     ("expand_ratio 1 (no expansion: expand is Identity), residual", 24, 24, 1, 1, (1, 24, 7, 5)),
 ]
-
-
-def randomize_batchnorm(module, generator):
-    """Give every BatchNorm in `module` random running statistics and affine parameters, so that
-    BN (in eval mode) is not the identity and a mistake around it changes the output."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-                m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=generator) * 0.5)
-    return module
 
 
 def _mv2_variants(reference, x):

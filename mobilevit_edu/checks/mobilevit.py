@@ -20,8 +20,7 @@ from ..block import MobileViTBlock
 from ..models import XXS, MobileViT, MobileViTConfig, StageConfig
 from ..patches import fold_patches, unfold_patches
 from ..profile import count_parameters
-from ._common import CheckFailed, call, expect_close, load_reference_weights, run_check
-from .cnn import randomize_batchnorm
+from ._common import CheckFailed, call, expect_close, load_reference_weights, randomize_batchnorm, run_check
 
 # ------------------------------------------------------------------------------------------- chapter 4
 # (description, x shape, patch_size as the check passes it)
