@@ -36,8 +36,11 @@ def measure_latency(model, x, warmup=10, repeat=50, num_threads=None):
     """Median wall-clock seconds of `model(x)` in eval and inference mode, after `warmup` runs.
 
     Timings vary from run to run and machine to machine: compare ratios measured in the same run.
+    The model's training mode and torch's thread count are restored afterwards.
     """
-    previous_threads = torch.get_num_threads()
+    if warmup < 0 or repeat < 1:
+        raise ValueError(f"warmup must be >= 0 and repeat >= 1, got warmup={warmup}, repeat={repeat}")
+    previous_threads, was_training = torch.get_num_threads(), model.training
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     model.eval()
@@ -51,4 +54,5 @@ def measure_latency(model, x, warmup=10, repeat=50, num_threads=None):
                     times.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(previous_threads)
+        model.train(was_training)
     return statistics.median(times)

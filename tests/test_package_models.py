@@ -81,6 +81,19 @@ def test_multiply_adds_at_256_match_the_unfused_count():
     assert me.count_macs(me.mobilevit_xxs(), torch.rand(1, 3, 256, 256)) == 407_364_096
 
 
+def test_measure_latency_returns_the_median_and_restores_mode_and_threads():
+    model = me.MobileViTBlock(8, 16, depth=1).train()
+    threads = torch.get_num_threads()
+    calls = []
+    model.register_forward_hook(lambda module, args, out: calls.append(module.training))
+    seconds = me.measure_latency(model, torch.rand(1, 8, 8, 8), warmup=2, repeat=3, num_threads=1)
+    assert isinstance(seconds, float) and seconds > 0
+    assert calls == [False] * 5  # 2 warm-up runs + 3 timed runs, all in eval mode
+    assert model.training and torch.get_num_threads() == threads
+    with pytest.raises(ValueError, match="repeat >= 1"):
+        me.measure_latency(model, torch.rand(1, 8, 8, 8), repeat=0)
+
+
 def test_num_classes_and_in_chans():
     model = me.mobilevit_xxs(num_classes=10, in_chans=1).eval()
     assert model(torch.rand(2, 1, 64, 64)).shape == (2, 10)
