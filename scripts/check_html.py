@@ -12,16 +12,25 @@ Debian's headless Chromium and, for each page,
 The pages: the welcome page, the setup notebook, the first chapter and the first exercise (when
 there are some), plus any page given with --page.
 
+Before the browser, and without it, every notebook page of the book is read as built HTML and must
+- carry the "Open in Colab" launch link of its own notebook;
+- hold no live widget (a `widget-view` output): sliders do nothing in a static page, so widget
+  outputs are tagged `remove-output` and a moving twin (an animation) follows them;
+- start every animation on its own (the `play_animation()` call of widgets.animation_html) and
+  describe it for screen readers (`aria-label`).
+
 Usage:
     python scripts/check_html.py                      # the book in _build/ (bash scripts/book.sh)
     python scripts/check_html.py --build /tmp/x/_build --page chapters/01_conv.html
-Exit status 1 when a page is missing, blank or broken; 2 when Chromium is not installed
-(scripts/check_html.sh installs it).
+    python scripts/check_html.py --static-only        # only the HTML checks, no browser
+Exit status 1 when a page is missing, blank or broken; 2 when Chromium is not installed (and
+--static-only was not given; scripts/check_html.sh installs it).
 """
 
 import argparse
 import functools
 import http.server
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +127,38 @@ def pixel_problem(png):
     return None
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+ANIMATION_MARK = "_anim_img"  # the frame <img> of matplotlib's to_jshtml player
+
+
+def static_problems(html_dir, url, branch):
+    """Problems of the built notebook pages, read as files: Colab link, live widgets, animations."""
+    org_repo = url[len("https://github.com/"):]
+    problems, pages = [], 0
+    for notebook in _nbtools.find_notebooks(["book", "chapters", "exercises"]):
+        rel = _nbtools.relpath(notebook)
+        page = html_dir / (rel[: -len(".ipynb")] + ".html")
+        if not page.exists():
+            problems.append(f"{rel}: not in the built book ({page} is missing)")
+            continue
+        pages += 1
+        text = page.read_text(encoding="utf-8")
+        link = f"https://colab.research.google.com/github/{org_repo}/blob/{branch}/{rel}"
+        if link not in text:
+            problems.append(f"{rel}: no Colab launch link {link}")
+        if WIDGET_VIEW in text:
+            problems.append(f"{rel}: a live widget is in the static page (tag its cell remove-output"
+                            " and show an animation after it)")
+        players = len(re.findall(r'<img alt="[^"]+" id="' + ANIMATION_MARK, text))
+        if text.count('id="' + ANIMATION_MARK) != players:
+            problems.append(f"{rel}: an animation has no alt text (use widgets.animation_html(anim, alt=...))")
+        if text.count(".play_animation(); }") < text.count('id="' + ANIMATION_MARK):
+            problems.append(f"{rel}: an animation does not start on its own (use widgets.animation_html)")
+    print(f"  {pages} notebook page(s) read: Colab links, no live widgets, animations described and playing"
+          + ("" if problems else ", ok"))
+    return problems
+
+
 def check_page(chromium, base, page, texts, notebook, out_dir, url, branch):
     problems = []
     address = base + page
@@ -164,25 +205,32 @@ def main(argv=None):
     parser.add_argument("--out", default=str(_nbtools.ROOT / "_build" / "screenshots"), help="where to save the screenshots (default: _build/screenshots)")
     parser.add_argument("--page", action="append", default=[], help="another page to check (path in the site, e.g. chapters/01_conv.html)")
     parser.add_argument("--chromium", help="the Chromium executable (default: chromium on PATH)")
+    parser.add_argument("--static-only", action="store_true", help="only read the built HTML; no browser")
     args = parser.parse_args(argv)
 
-    chromium = find_chromium(args.chromium)
-    if not chromium:
-        print("chromium is not installed: bash scripts/check_html.sh installs it (Debian, as root)", file=sys.stderr)
-        return 2
     html = Path(args.build) / "html"
     if not (html / "index.html").exists():
         print(f"no book in {html}: build it first (bash scripts/book.sh)", file=sys.stderr)
         return 1
+    url, branch = _nbtools.repository()
+    problems = static_problems(html, url, branch)
+    if args.static_only:
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
+            return 1
+        print("✓ the built notebook pages pass the HTML checks (no browser: --static-only)")
+        return 0
+    chromium = find_chromium(args.chromium)
+    if not chromium:
+        print("chromium is not installed: bash scripts/check_html.sh installs it (Debian, as root)", file=sys.stderr)
+        return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    url, branch = _nbtools.repository()
     pages = default_pages() + [(p, [], None) for p in args.page]
 
     server, base = serve(html)
     print(f"serving {html} at {base}; {Path(chromium).name}: "
           + subprocess.run([chromium, "--version"], capture_output=True, text=True).stdout.strip())
-    problems = []
     try:
         for page, texts, notebook in pages:
             problems += check_page(chromium, base, page, texts, notebook, out_dir, url, branch)
