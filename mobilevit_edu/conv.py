@@ -24,7 +24,8 @@ def conv2d_unfold(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
         x: input, (B, C_in, H, W).
         weight: kernels, (C_out, C_in / groups, k_h, k_w).
         bias: optional, (C_out,).
-        stride, padding, dilation: ints or (h, w) pairs, as in `F.conv2d`.
+        stride, padding, dilation: ints or (h, w) pairs, as in `F.conv2d`. Padding is a number of
+            pixels: `F.conv2d`'s strings "valid" (= 0) and "same" are not accepted.
         groups: C_in and C_out are split into `groups` independent convolutions
             (groups == C_in is a depthwise convolution).
 
@@ -73,6 +74,11 @@ def conv2d_unfold(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
 
 def _pair0(value):
     """Like `pair`, but padding may be 0."""
+    if isinstance(value, str):
+        raise ValueError(
+            f"padding must be a number of pixels (an int or a pair), got the string {value!r}: use 0 for"
+            " 'valid', and dilation*(k-1)//2 for 'same' with stride 1 and an odd kernel size k"
+        )
     if isinstance(value, int) and value >= 0:
         return (value, value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and v >= 0 for v in value):

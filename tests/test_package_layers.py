@@ -42,6 +42,12 @@ def test_conv2d_unfold_rejects_channels_that_do_not_match_the_weight():
         me.conv2d_unfold(torch.randn(1, 3, 8, 8), torch.randn(2, 4, 3, 3))
 
 
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv2d_unfold_says_how_to_replace_string_padding(padding):
+    with pytest.raises(ValueError, match=r"padding must be a number of pixels .* use 0 for 'valid'"):
+        me.conv2d_unfold(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), padding=padding)
+
+
 def test_conv2d_unfold_rejects_groups_that_do_not_divide_channels():
     with pytest.raises(ValueError, match="groups must divide"):
         me.conv2d_unfold(torch.randn(1, 6, 8, 8), torch.randn(4, 2, 3, 3), groups=4)
