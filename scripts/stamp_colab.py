@@ -21,8 +21,8 @@ Usage:
     python scripts/stamp_colab.py --check    # change nothing; exit 1 listing notebooks to stamp
     python scripts/stamp_colab.py chapters/01_conv.ipynb   # only these notebooks
 
-Stamping adds no outputs, but shifts execution counts: re-execute a notebook you stamped for the
-first time (scripts/execute_notebooks.py).
+Stamping adds no outputs, but a new or changed install cell has not run: re-execute every notebook
+it stamped (scripts/execute_notebooks.py), or tests/test_notebooks_meta.py reports it unexecuted.
 """
 
 import argparse
