@@ -2,10 +2,12 @@
 
 Every picture here is computed from the package's own code (`unfold_patches`, gradients of real
 modules, the configs), never drawn by hand. Each widget (ipywidgets, for readers with a kernel) has a
-static twin, a matplotlib animation that still moves in the HTML book::
+static twin, a matplotlib animation that still moves in the HTML book; show it with
+`mobilevit_edu.widgets.animation_html`, which requires a one-sentence description for readers who
+cannot see it (it becomes the player's alt text and aria-label) and starts the animation::
 
-    from IPython.display import HTML
-    HTML(patch_layout_animation().to_jshtml())
+    from mobilevit_edu.widgets import animation_html
+    animation_html(patch_layout_animation(), alt="The (P, N) table of an 8 by 8 map for ...")
 
 Needs matplotlib (and ipywidgets for the widgets): `pip install mobilevit_edu[viz]`.
 """

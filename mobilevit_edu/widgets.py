@@ -6,10 +6,12 @@
   a head size d, with and without the 1/sqrt(d) scale.
 
 The explorers need a running kernel (Jupyter, Colab); the animations are matplotlib
-`FuncAnimation`s: show them with `animation_html(anim)`, which renders the frames into the page.
+`FuncAnimation`s: show them with `animation_html(anim, alt="what it shows")`, which renders the
+frames into the page.
 """
 
 import re
+from html import escape as html_escape
 
 import matplotlib.pyplot as plt
 import torch
@@ -37,16 +39,23 @@ RECEPTIVE_FIELD_TOUR = [
 ]
 
 
-def animation_html(anim, autoplay=True):
+def animation_html(anim, alt, autoplay=True):
     """The animation as HTML with its frames inline (`to_jshtml`), for the static book; closes the figure.
 
+    `alt` describes the animation for readers who cannot see it: it becomes the frame image's `alt`
+    and the `aria-label` of a `role="img"` container around the player.
     With `autoplay`, it starts playing (in a loop) as soon as the page has loaded, instead of
     waiting for the reader to press play; the controls still pause and step it.
     """
     from IPython.display import HTML
 
+    if not isinstance(alt, str) or not alt.strip():
+        raise ValueError(f"alt must be a non-empty description of the animation, got {alt!r}")
     html = anim.to_jshtml()
     plt.close(anim._fig)
+    label = html_escape(alt.strip(), quote=True)
+    html = re.sub(r"<img id=", f'<img alt="{label}" id=', html, count=1)
+    html = f'<div class="mobilevit-animation" role="img" aria-label="{label}">\n{html}\n</div>'
     match = re.search(r"\banim([0-9a-f]{32})\b", html)
     if autoplay and match:
         # to_jshtml creates the JS object `anim<id>` in a setTimeout(..., 0); start it after that

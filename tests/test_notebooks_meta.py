@@ -169,3 +169,91 @@ def test_repository_address_is_written_once():
         elif count:
             offenders.append(_nbtools.relpath(path))
     assert not offenders, f"{org_repo} is written in {offenders}: read it from repository.url in _config.yml instead"
+
+
+# ------------------------------------------------------------------ what the static book shows
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
+
+
+def _displayed(cell):
+    """The rich outputs (display_data, execute_result) of a code cell."""
+    return [o for o in cell.get("outputs", []) if o.output_type in ("display_data", "execute_result")]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_widgets_are_removed_from_the_book(path):
+    """The book has no kernel: a slider there moves nothing. A cell that shows a widget is tagged
+    remove-output (its static twin, an animation, follows it). Fix: add the tag remove-output."""
+    rel = _nbtools.relpath(path)
+    for cell in _nbtools.read(path).cells:
+        if cell.cell_type == "code" and any(WIDGET_VIEW in o.get("data", {}) for o in _displayed(cell)):
+            assert {"remove-output", "remove-cell"} & set(_nbtools.tags(cell)), (
+                f"{rel}: cell {cell.get('id')} shows a widget but is not tagged remove-output: "
+                "the book would show a dead control")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_images_have_alt_text(path):
+    """Every figure the book shows has alt text, set as myst-nb reads it: the cell metadata
+    {"mystnb": {"image": {"alt": "..."}}}. Fix: add it in the cell's metadata (a sentence that says
+    what the figure shows, with its numbers)."""
+    rel = _nbtools.relpath(path)
+    for cell in _nbtools.read(path).cells:
+        if cell.cell_type != "code" or {"remove-output", "remove-cell"} & set(_nbtools.tags(cell)):
+            continue
+        if any(mime in o.get("data", {}) for o in _displayed(cell) for mime in IMAGE_MIMES):
+            alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
+            assert isinstance(alt, str) and alt.strip(), (
+                f"{rel}: cell {cell.get('id')} shows an image without alt text (metadata mystnb.image.alt)")
+
+
+def _animation_labels(html_text):
+    """The aria-label of the role="img" container and the alt of the frame image, '' when missing."""
+    import re
+
+    container = re.search(r'<div[^>]*\brole="img"[^>]*\baria-label="([^"]*)"', html_text)
+    frame = re.search(r'<img[^>]*\balt="([^"]*)"[^>]*\bid="_anim_img', html_text)
+    return (container.group(1) if container else ""), (frame.group(1) if frame else "")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_animations_have_alt_text(path):
+    """Every to_jshtml() animation (its HTML has `_anim_img` / `anim_step`) is labelled for readers who
+    cannot see it: a role="img" container with an aria-label and the frame's alt, as
+    mobilevit_edu.widgets.animation_html(anim, alt=...) writes them. (matplotlib's own buttons carry
+    aria-labels too, so a bare "aria-label" would prove nothing.) Fix: show the animation with
+    animation_html(anim, alt="...") instead of HTML(anim.to_jshtml())."""
+    rel = _nbtools.relpath(path)
+    for cell in _nbtools.read(path).cells:
+        if cell.cell_type != "code":
+            continue
+        for output in _displayed(cell):
+            html_text = output.get("data", {}).get("text/html", "")
+            if isinstance(html_text, list):
+                html_text = "".join(html_text)
+            if "_anim_img" in html_text or "anim_step" in html_text:
+                label, alt = _animation_labels(html_text)
+                assert label.strip() and alt.strip(), (
+                    f"{rel}: cell {cell.get('id')} shows an animation without aria-label/alt: "
+                    "use mobilevit_edu.widgets.animation_html(anim, alt=...)")
+
+
+def test_animation_label_check_rejects_bare_to_jshtml():
+    """The check above against what it must reject (plain to_jshtml) and accept (animation_html)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    from mobilevit_edu.widgets import animation_html
+
+    def make():
+        fig, ax = plt.subplots(figsize=(1, 1), dpi=20)
+        return FuncAnimation(fig, lambda k: ax.set_title(str(k)), frames=2)
+
+    bare = make()
+    assert _animation_labels(bare.to_jshtml()) == ("", "")
+    plt.close(bare._fig)
+    assert _animation_labels(animation_html(make(), alt="a title counting 0, 1").data) == ("a title counting 0, 1",) * 2

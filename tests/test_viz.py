@@ -107,8 +107,19 @@ def test_animations_render_to_html_with_at_most_16_frames(make):
     for i in range(2):  # draw two frames: each frame has a title and labelled axes
         anim._func(i)
         assert_titled_and_labelled(anim._fig)
-    html = widgets.animation_html(anim).data
+    html = widgets.animation_html(anim, alt='frames of "the" <figure>').data
     assert "<script" in html and "anim" in html
+    # the description reaches readers of the static page, escaped, on the frame and on its container
+    assert 'alt="frames of &quot;the&quot; &lt;figure&gt;"' in html
+    assert 'role="img" aria-label="frames of &quot;the&quot; &lt;figure&gt;"' in html
+    assert ".play_animation()" in html  # it starts on its own
+
+
+@pytest.mark.parametrize("alt", [None, "", "   "])
+def test_animation_html_requires_a_description(alt):
+    anim = widgets.receptive_field_animation()
+    with pytest.raises(ValueError, match="alt must be a non-empty description"):
+        widgets.animation_html(anim, alt=alt)
 
 
 @pytest.mark.parametrize("make", [widgets.receptive_field_explorer, widgets.attention_scale_explorer])

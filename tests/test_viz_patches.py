@@ -106,3 +106,11 @@ def test_architecture_table_refuses_configs_with_different_layouts():
 
 def test_html_table_escapes():
     assert "&lt;b&gt;" in vp.html_table(["x"], [["<b>"]])
+
+
+def test_animations_render_with_alt_text_through_animation_html():
+    from mobilevit_edu.widgets import animation_html
+
+    html = animation_html(vp.patch_layout_animation(frames=vp.LAYOUT_FRAMES[:2]), alt="two layouts").data
+    assert 'role="img" aria-label="two layouts"' in html and '<img alt="two layouts"' in html
+    assert html.count("data:image/png;base64") == 2
