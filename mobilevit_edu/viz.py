@@ -283,26 +283,34 @@ def draw_attention_rows(axes, row_scaled, row_unscaled, d):
         ax.set_ylabel("attention weight")
 
 
-def plot_attention_cost(tokens, seconds, fitted_seconds, matrix_bytes, head_dim, fused_seconds=None):
-    """Left: measured time of attention against the number of tokens N (log-log) with the fitted
-    c·N²·d curve. Right: memory of the N×N attention matrix (computed: N²·4 bytes per head)."""
-    tokens = np.asarray(tokens)
+def plot_attention_cost(tokens, seconds, fused_seconds, peak_bytes, fused_peak_bytes, head_dim):
+    """Chapter 3's cost figure, both panels log-log against the number of tokens N.
+
+    Left: measured time per call of the explicit softmax(QKᵀ/√d)V (`seconds`) and of
+    F.scaled_dot_product_attention (`fused_seconds`), each with a line of slope 2 (c·N²·d) through
+    its largest point. Right: their measured peak memory (bytes) beside one N×N float32 matrix.
+    """
+    tokens = np.asarray(tokens, dtype=float)
+    matrix_mib = tokens**2 * 4 / 2**20
+
+    def n_squared_line(times):  # c·N²·d in ms, with c chosen so that it passes through the largest point
+        return times[-1] * (tokens / tokens[-1]) ** 2 * 1e3
+
     fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax_time.loglog(tokens, np.asarray(seconds) * 1e3, "o", color=TAP, label="measured: softmax(QKᵀ/√d)V")
-    ax_time.loglog(tokens, np.asarray(fitted_seconds) * 1e3, "-", color=CHOSEN, label="c·N²·d, c fitted")
-    if fused_seconds is not None:
-        ax_time.loglog(tokens, np.asarray(fused_seconds) * 1e3, "^", color="gray",
-                       label="measured: F.scaled_dot_product_attention")
-    ax_time.set_xlabel("tokens N")
-    ax_time.set_ylabel("time per call (ms)")
-    ax_time.set_title(f"Attention time, one head, d = {head_dim}")
-    ax_time.legend()
-    ax_mem.loglog(tokens, np.asarray(matrix_bytes) / 2**20, "o-", color=TAP, label="N×N matrix, N²·4 bytes")
-    ax_mem.loglog(tokens, tokens * head_dim * 4 / 2**20, "s-", color=CHOSEN, label="Q (or K, V), N·d·4 bytes")
-    ax_mem.set_xlabel("tokens N")
-    ax_mem.set_ylabel("memory (MiB)")
-    ax_mem.set_title("Memory: the attention matrix grows as N²")
-    ax_mem.legend()
-    fig.suptitle("The cost of attention is quadratic in the number of tokens")
+    for times, marker, line, colour, name in [(seconds, "o", "-", TAP, "our softmax(QKᵀ/√d)V"),
+                                              (fused_seconds, "^", "--", "gray", "F.scaled_dot_product_attention")]:
+        ax_time.loglog(tokens, np.asarray(times) * 1e3, marker, color=colour, label=f"measured: {name}")
+        ax_time.loglog(tokens, n_squared_line(times), line, color=colour, lw=1, label="c·N²·d through its largest point")
+    ax_time.set(xlabel="tokens N", ylabel="time per call (ms)", title=f"Time, one head, d = {head_dim}")
+    ax_mem.loglog(tokens, np.asarray(peak_bytes) / 2**20, "o", color=TAP, label="measured peak: our attention")
+    ax_mem.loglog(tokens, np.asarray(fused_peak_bytes) / 2**20, "^", color="gray",
+                  label="measured peak: F.scaled_dot_product_attention")
+    ax_mem.loglog(tokens, matrix_mib, "-", color=CHOSEN, label="one N×N matrix, N²·4 bytes")
+    ax_mem.set(xlabel="tokens N", ylabel="peak memory (MiB)", title="Peak memory, measured by torch.profiler")
+    for ax in (ax_time, ax_mem):
+        ax.legend(fontsize=8)
+        ax.set_xticks([], minor=True)
+        ax.set_xticks(tokens, [str(int(n)) for n in tokens])
+    fig.suptitle("The cost of attention against the number of tokens")
     fig.tight_layout()
     return fig

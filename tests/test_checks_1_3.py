@@ -1,6 +1,8 @@
 """The checks of chapters 1-3: the reference passes, a stub is "not implemented yet", and wrong
 answers that look right are rejected with a message that says what is wrong."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -229,8 +231,26 @@ def test_attention_rejects_softmax_over_the_wrong_axis():
 
 def test_attention_rejects_keys_and_queries_swapped():
     wrong = lambda q, k, v: (k @ q.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(-1) @ v  # noqa: E731
-    # square cases: k q^T is the transpose of q k^T, i.e. the wrong softmax axis in disguise
-    assert_rejected(check_scaled_dot_product_attention, wrong, "values are not")
+    # the first case is square (6 queries, 6 keys), so k q^T runs and only the values are wrong
+    with pytest.raises(CheckFailed, match=re.escape(
+        "values are not") + ".*" + re.escape("Hint: are queries and keys swapped? the scores are q k^T:"
+                                             " row i holds query i against every key")):
+        check_scaled_dot_product_attention(wrong)
+
+
+def test_attention_unrecognised_mistake_gets_the_closing_hint():
+    wrong = lambda q, k, v: F.scaled_dot_product_attention(q, k, v) + 0.1  # noqa: E731
+    message = assert_rejected(check_scaled_dot_product_attention, wrong, "batch 1", "values are not",
+                              "Hint: no typical mistake matches; re-read 'Scaled dot-product attention'")
+    assert message.count("Hint:") == 1
+
+
+def test_attention_a_crash_gets_the_closing_hint():
+    def wrong(q, k, v):
+        raise ValueError("oops")
+
+    assert_rejected(check_scaled_dot_product_attention, wrong, "raised ValueError: oops",
+                    "Hint: no typical mistake matches")
 
 
 # =============================================================================== chapter 3: TransformerLayer
@@ -302,3 +322,19 @@ def test_layer_rejects_missing_residuals():
 
 def test_layer_rejects_a_residual_around_the_norm():
     assert_rejected(check_transformer_layer, ResidualAroundNorm, "un-normalised x")
+
+
+class ScaledOutput(GoodLayer):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_layer_unrecognised_mistake_gets_the_closing_hint():
+    message = assert_rejected(check_transformer_layer, ScaledOutput, "d=16", "values are not",
+                              "Hint: no typical mistake matches; re-read 'The pre-norm encoder layer'")
+    assert message.count("Hint:") == 1
+
+
+def test_layer_recognised_mistake_keeps_its_own_hint():
+    message = assert_rejected(check_transformer_layer, PostNorm, "post-norm")
+    assert "no typical mistake matches" not in message

@@ -89,9 +89,15 @@ def test_plot_attention_entropy():
 
 def test_plot_attention_cost():
     tokens = [64, 128, 256]
-    fig = viz.plot_attention_cost(tokens, [1e-4, 4e-4, 1.6e-3], [1e-4, 4e-4, 1.6e-3], [n * n * 4 for n in tokens],
-                                  head_dim=64, fused_seconds=[1e-4, 2e-4, 8e-4])
+    fig = viz.plot_attention_cost(tokens, [1e-4, 4e-4, 1.6e-3], [1e-4, 2e-4, 8e-4],
+                                  [2 * n * n * 4 for n in tokens], [n * 1024 for n in tokens], head_dim=64)
     assert_titled_and_labelled(fig)
+    ax_time, ax_mem = fig.axes
+    # each time series has its slope-2 line through its largest point
+    measured, line = ax_time.lines[0].get_ydata(), ax_time.lines[1].get_ydata()
+    assert line[-1] == measured[-1] and line[0] == measured[-1] / 16
+    # the reference matrix is N²·4 bytes, in MiB
+    assert list(ax_mem.lines[2].get_ydata()) == [n * n * 4 / 2**20 for n in tokens]
 
 
 def test_attention_row_is_a_distribution_and_saturates_without_the_scale():

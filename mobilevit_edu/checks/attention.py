@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import TransformerLayer
-from ._common import call, expect_close, load_reference_weights, run_check
+from ._common import CheckFailed, call, expect_close, load_reference_weights, run_check
 
 # (description, q shape, k shape, v shape): (..., N_q, e), (..., N_k, e), (..., N_k, e_v)
 ATTENTION_CASES = [
@@ -35,6 +35,14 @@ def _attention_hints(q, k, v):
             "softmax over the wrong axis: each row (one query) must sum to 1 over the keys: softmax(dim=-1)",
         ),
     ]
+    if q.shape[-2] == k.shape[-2]:  # k q^T @ v only runs when there are as many queries as keys
+        variants.append(
+            (
+                _attention(k, q, v, e**-0.5, -1),
+                "are queries and keys swapped? the scores are q k^T: row i holds query i against every key"
+                " (you computed k q^T)",
+            )
+        )
     hints = [
         (lambda actual, expected, alt=alt: torch.allclose(actual, alt, atol=1e-5, rtol=1e-4), sentence)
         for alt, sentence in variants
@@ -50,6 +58,24 @@ def _attention_hints(q, k, v):
     return hints
 
 
+def _with_closing_hint(step, closing):
+    """Run `step()`; if it fails with a message that has no hint (no specific mistake recognised),
+    add `closing`: what to re-read."""
+    try:
+        step()
+    except CheckFailed as failure:
+        if "Hint: " in str(failure):
+            raise
+        raise CheckFailed(f"{failure}. Hint: {closing}") from failure.__cause__
+
+
+ATTENTION_CLOSING_HINT = (
+    "no typical mistake matches; re-read 'Scaled dot-product attention' in chapter 3: scores = q k^T / sqrt(e)"
+    " with e = q.shape[-1] and k.transpose(-2, -1), softmax(dim=-1) over the keys, then @ v; any leading"
+    " dimensions (batch, heads) stay as they are"
+)
+
+
 def check_scaled_dot_product_attention(fn):
     """Check `fn(q, k, v)` = softmax(q k^T / sqrt(e)) v against `F.scaled_dot_product_attention` on several
     cases: batch 1, several heads, more keys than queries, values of another size, 3-D inputs."""
@@ -59,9 +85,13 @@ def check_scaled_dot_product_attention(fn):
         for description, q_shape, k_shape, v_shape in ATTENTION_CASES:
             q, k, v = (torch.randn(shape, generator=generator) for shape in (q_shape, k_shape, v_shape))
             case = f"case '{description}' (q {tuple(q_shape)}, k {tuple(k_shape)}, v {tuple(v_shape)})"
-            actual = call(fn, q.clone(), k.clone(), v.clone(), case=case)
             expected = F.scaled_dot_product_attention(q, k, v)
-            expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=_attention_hints(q, k, v))
+
+            def compare():
+                actual = call(fn, q.clone(), k.clone(), v.clone(), case=case)
+                expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=_attention_hints(q, k, v))
+
+            _with_closing_hint(compare, ATTENTION_CLOSING_HINT)
 
     run_check(
         "scaled_dot_product_attention",
@@ -114,6 +144,12 @@ def _layer_variants(reference, x):
     ]
 
 
+LAYER_CLOSING_HINT = (
+    "no typical mistake matches; re-read 'The pre-norm encoder layer' in chapter 3: x = x + self.attn(self.norm1(x)),"
+    " then x = x + self.mlp(self.norm2(x)), with the skeleton's submodules, and return x of shape (B, N, d)"
+)
+
+
 def check_transformer_layer(cls):
     """Check your `TransformerLayer` class (its `forward`) against the package's with the same weights
     (LayerNorms given random affine parameters), on several sizes, batch 1 included."""
@@ -131,12 +167,16 @@ def check_transformer_layer(cls):
             x = torch.randn(x_shape, generator=generator)
             with torch.no_grad():
                 expected = reference(x)
-                actual = call(student, x.clone(), case=case)
                 hints = [
                     (lambda a, e, alt=alt: torch.allclose(a, alt, atol=1e-5, rtol=1e-4), sentence)
                     for alt, sentence in _layer_variants(reference, x)
                 ]
-            expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=hints)
+
+                def compare():
+                    actual = call(student, x.clone(), case=case)
+                    expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=hints)
+
+                _with_closing_hint(compare, LAYER_CLOSING_HINT)
 
     run_check(
         "TransformerLayer",
