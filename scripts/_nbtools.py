@@ -1,7 +1,11 @@
 """What the notebook scripts share: where the notebooks are, the repository address, reading and
 writing notebooks in one stable form, and the "skeleton" of a notebook (what the sync checks compare).
 
-Not a command; imported by execute_notebooks.py, stamp_colab.py, make_exercises.py and the tests.
+Also what a static page may show: the rules for widgets and animations in HTML, which the tests
+apply to notebook outputs and check_html.py to the built book.
+
+Not a command; imported by execute_notebooks.py, stamp_colab.py, make_exercises.py, check_html.py
+and the tests.
 """
 
 import hashlib
@@ -20,6 +24,28 @@ NOTEBOOK_DIRS = ("book", "chapters", "solutions", "exercises")
 VOLATILE_CELL_METADATA = {"execution", "collapsed", "scrolled", "jupyter", "editable", "deletable", "trusted"}
 
 STANDARD_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+# A live ipywidgets view: in a static page it is a control that moves nothing.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# The frame <img> of matplotlib's to_jshtml player, one per animation.
+ANIMATION_FRAME = 'id="_anim_img'
+
+
+def animation_problems(html_text):
+    """What the animations in `html_text` lack, as widgets.animation_html(anim, alt=...) writes them:
+    a described frame (alt), a labelled role="img" container, and the call that starts playing.
+    [] when every animation has all three (or there is none)."""
+    frames = html_text.count(ANIMATION_FRAME)
+    if not frames:
+        return []
+    lacking = {
+        "alt text on the frame": len(re.findall(r'<img alt="[^"]*[^"\s][^"]*" ' + ANIMATION_FRAME, html_text)),
+        'a role="img" container with an aria-label': len(
+            re.findall(r'<div class="mobilevit-animation" role="img" aria-label="[^"]*[^"\s][^"]*"', html_text)),
+        "autoplay": html_text.count(".play_animation(); }"),
+    }
+    return [f"{frames - found} of {frames} animation(s) without {what}"
+            for what, found in lacking.items() if found < frames]
 
 
 def find_notebooks(folders=NOTEBOOK_DIRS, root=ROOT):

@@ -30,7 +30,6 @@ Exit status 1 when a page is missing, blank or broken; 2 when Chromium is not in
 import argparse
 import functools
 import http.server
-import re
 import shutil
 import subprocess
 import sys
@@ -127,10 +126,6 @@ def pixel_problem(png):
     return None
 
 
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-ANIMATION_MARK = "_anim_img"  # the frame <img> of matplotlib's to_jshtml player
-
-
 def static_problems(html_dir, url, branch):
     """Problems of the built notebook pages, read as files: Colab link, live widgets, animations."""
     org_repo = url[len("https://github.com/"):]
@@ -146,14 +141,11 @@ def static_problems(html_dir, url, branch):
         link = f"https://colab.research.google.com/github/{org_repo}/blob/{branch}/{rel}"
         if link not in text:
             problems.append(f"{rel}: no Colab launch link {link}")
-        if WIDGET_VIEW in text:
+        if _nbtools.WIDGET_VIEW in text:
             problems.append(f"{rel}: a live widget is in the static page (tag its cell remove-output"
                             " and show an animation after it)")
-        players = len(re.findall(r'<img alt="[^"]+" id="' + ANIMATION_MARK, text))
-        if text.count('id="' + ANIMATION_MARK) != players:
-            problems.append(f"{rel}: an animation has no alt text (use widgets.animation_html(anim, alt=...))")
-        if text.count(".play_animation(); }") < text.count('id="' + ANIMATION_MARK):
-            problems.append(f"{rel}: an animation does not start on its own (use widgets.animation_html)")
+        problems += [f"{rel}: {problem} (use widgets.animation_html(anim, alt=...))"
+                     for problem in _nbtools.animation_problems(text)]
     print(f"  {pages} notebook page(s) read: Colab links, no live widgets, animations described and playing"
           + ("" if problems else ", ok"))
     return problems

@@ -172,7 +172,6 @@ def test_repository_address_is_written_once():
 
 
 # ------------------------------------------------------------------ what the static book shows
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 
 
@@ -187,7 +186,7 @@ def test_widgets_are_removed_from_the_book(path):
     remove-output (its static twin, an animation, follows it). Fix: add the tag remove-output."""
     rel = _nbtools.relpath(path)
     for cell in _nbtools.read(path).cells:
-        if cell.cell_type == "code" and any(WIDGET_VIEW in o.get("data", {}) for o in _displayed(cell)):
+        if cell.cell_type == "code" and any(_nbtools.WIDGET_VIEW in o.get("data", {}) for o in _displayed(cell)):
             assert {"remove-output", "remove-cell"} & set(_nbtools.tags(cell)), (
                 f"{rel}: cell {cell.get('id')} shows a widget but is not tagged remove-output: "
                 "the book would show a dead control")
@@ -208,20 +207,12 @@ def test_images_have_alt_text(path):
                 f"{rel}: cell {cell.get('id')} shows an image without alt text (metadata mystnb.image.alt)")
 
 
-def _animation_labels(html_text):
-    """The aria-label of the role="img" container and the alt of the frame image, '' when missing."""
-    import re
-
-    container = re.search(r'<div[^>]*\brole="img"[^>]*\baria-label="([^"]*)"', html_text)
-    frame = re.search(r'<img[^>]*\balt="([^"]*)"[^>]*\bid="_anim_img', html_text)
-    return (container.group(1) if container else ""), (frame.group(1) if frame else "")
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
 def test_animations_have_alt_text(path):
-    """Every to_jshtml() animation (its HTML has `_anim_img` / `anim_step`) is labelled for readers who
-    cannot see it: a role="img" container with an aria-label and the frame's alt, as
-    mobilevit_edu.widgets.animation_html(anim, alt=...) writes them. (matplotlib's own buttons carry
+    """Every to_jshtml() animation is labelled for readers who cannot see it (a role="img" container
+    with an aria-label and the frame's alt) and plays on its own, as
+    mobilevit_edu.widgets.animation_html(anim, alt=...) writes it (_nbtools.animation_problems; the
+    built book is read by the same rule in scripts/check_html.py). (matplotlib's own buttons carry
     aria-labels too, so a bare "aria-label" would prove nothing.) Fix: show the animation with
     animation_html(anim, alt="...") instead of HTML(anim.to_jshtml())."""
     rel = _nbtools.relpath(path)
@@ -232,15 +223,14 @@ def test_animations_have_alt_text(path):
             html_text = output.get("data", {}).get("text/html", "")
             if isinstance(html_text, list):
                 html_text = "".join(html_text)
-            if "_anim_img" in html_text or "anim_step" in html_text:
-                label, alt = _animation_labels(html_text)
-                assert label.strip() and alt.strip(), (
-                    f"{rel}: cell {cell.get('id')} shows an animation without aria-label/alt: "
-                    "use mobilevit_edu.widgets.animation_html(anim, alt=...)")
+            problems = _nbtools.animation_problems(html_text)
+            assert not problems, (
+                f"{rel}: cell {cell.get('id')}: {'; '.join(problems)}: "
+                "use mobilevit_edu.widgets.animation_html(anim, alt=...)")
 
 
-def test_animation_label_check_rejects_bare_to_jshtml():
-    """The check above against what it must reject (plain to_jshtml) and accept (animation_html)."""
+def test_animation_rule_rejects_bare_to_jshtml():
+    """The rule above against what it must reject (plain to_jshtml) and accept (animation_html)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,6 +244,13 @@ def test_animation_label_check_rejects_bare_to_jshtml():
         return FuncAnimation(fig, lambda k: ax.set_title(str(k)), frames=2)
 
     bare = make()
-    assert _animation_labels(bare.to_jshtml()) == ("", "")
+    assert _nbtools.animation_problems(bare.to_jshtml()) == [
+        "1 of 1 animation(s) without alt text on the frame",
+        '1 of 1 animation(s) without a role="img" container with an aria-label',
+        "1 of 1 animation(s) without autoplay",
+    ]
     plt.close(bare._fig)
-    assert _animation_labels(animation_html(make(), alt="a title counting 0, 1").data) == ("a title counting 0, 1",) * 2
+    assert _nbtools.animation_problems(animation_html(make(), alt="a title counting 0, 1").data) == []
+    # a blank description is no description
+    assert len(_nbtools.animation_problems(
+        animation_html(make(), alt="x").data.replace('"x"', '" "'))) == 2
