@@ -27,6 +27,7 @@ total_start=$(date +%s.%N)
 summary=()
 
 banner() { printf '\n==================== %s ====================\n' "$1"; }
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }  # seconds since $1
 
 # step NAME COMMAND...: run, time, stop everything on failure
 step() {
@@ -35,7 +36,7 @@ step() {
     local start; start=$(date +%s.%N)
     local rc=0
     "$@" || rc=$?
-    local took; took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    local took; took=$(since "$start")
     summary+=("$(printf '%-24s %7s s  %s' "$name" "$took" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")")")
     if [ $rc -ne 0 ]; then
         banner "FAILED: $name (exit $rc, after $took s)"
@@ -49,7 +50,7 @@ env_start=$(date +%s.%N)
 banner "environment"
 # shellcheck source=scripts/_ensure_env.sh
 source scripts/_ensure_env.sh
-summary+=("$(printf '%-24s %7s s  ok' environment "$(awk -v a="$env_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')")")
+summary+=("$(printf '%-24s %7s s  ok' environment "$(since "$env_start")")")
 python --version; python -c 'import torch; print("torch", torch.__version__)'
 
 step "pytest tests/" python -m pytest -q tests/
@@ -88,7 +89,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v a
     banner "installing chromium (apt-get, root)"
     chromium_start=$(date +%s.%N)
     if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); then
-        summary+=("$(printf '%-24s %7s s  ok' "install chromium" "$(awk -v a="$chromium_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')")")
+        summary+=("$(printf '%-24s %7s s  ok' "install chromium" "$(since "$chromium_start")")")
     else
         echo "apt-get could not install chromium: the rendered-page check falls back to reading the HTML"
     fi
@@ -102,4 +103,4 @@ fi
 
 banner "summary"
 printf '%s\n' "${summary[@]}"
-awk -v a="$total_start" -v b="$(date +%s.%N)" 'BEGIN { printf "total: %.1f s\n", b - a }'
+echo "total: $(since "$total_start") s"
