@@ -58,31 +58,39 @@ def badge_cell(url, branch, path):
 
 
 INSTALL_SOURCE = '''\
-# Installs the course package `mobilevit_edu` when it is missing (in Colab, say); does nothing otherwise.
+# Installs the course package `mobilevit_edu` when it is missing (in Colab, say), then says what runs.
+import os, platform, subprocess, sys
 try:
     import mobilevit_edu
 except ImportError:
-    import importlib, subprocess, sys
-    _source = "git+{url}@{branch}"
+    import importlib
+    # the course's tests point MOBILEVIT_EDU_SOURCE at a local clone to try this very cell offline
+    _source = os.environ.get("MOBILEVIT_EDU_SOURCE", "git+{url}@{branch}")
     print(f"installing mobilevit_edu from {{_source}} ...")
-    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mobilevit_edu[viz,timm] @ {{_source}}"],
+    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mobilevit_edu[course] @ {{_source}}"],
                           capture_output=True, text=True)
     if _pip.returncode == 0:
         importlib.invalidate_caches()
         import mobilevit_edu
-        print(f"installed mobilevit_edu {{mobilevit_edu.__version__}}")
     else:
         _lines = [line.strip() for line in _pip.stderr.splitlines() if line.strip()] or ["(nothing)"]
         _said = next((line for line in _lines if line.startswith(("fatal:", "ERROR:"))), _lines[-1])
-        print(f"could not install mobilevit_edu from {url}: no network?\\n"
-              "In Colab, check that the runtime is connected (Runtime → Disconnect and delete runtime, then"
-              " run again); locally, run `pip install -e .` in the course repository.\\n"
-              f"pip said: {{_said}}")'''
+        print(f"Could not install mobilevit_edu from {{_source}}. The likely causes, most likely first:\\n"
+              "  1. the course's repository ({url}) is not (yet) a public repository,"
+              " so pip cannot clone it;\\n"
+              "  2. this runtime is offline (in Colab: Runtime → Disconnect and delete runtime, then run again);\\n"
+              "  3. locally, without a network: run `pip install -e .` in a clone of the course instead.\\n"
+              f"pip said: {{_said}}")
+if "mobilevit_edu" in sys.modules:  # a short report, for bug reports: what this notebook runs on
+    import torch
+    _device = f"GPU ({{torch.cuda.get_device_name(0)}})" if torch.cuda.is_available() else "CPU"
+    print(f"Python {{platform.python_version()}} · torch {{torch.__version__}} · mobilevit_edu"
+          f" {{mobilevit_edu.__version__}} · {{torch.get_num_threads()}} threads · {{_device}}")'''
 
 
 def install_cell(url, branch):
     source = INSTALL_SOURCE.format(url=url, branch=branch)
-    cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INSTALL_TAG, "remove-cell"], "slideshow": dict(SKIP_SLIDE)})
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INSTALL_TAG, "remove-cell", "nbval-ignore-output"], "slideshow": dict(SKIP_SLIDE)})
     cell["id"] = INSTALL_TAG
     return cell
 

@@ -47,7 +47,13 @@ def test_notebook_starts_with_colab_badge_and_install_cell(path):
     assert install.cell_type == "code" and stamp_colab.INSTALL_TAG in _nbtools.tags(install), (
         f"{rel}: the second cell is not the install cell (tag {stamp_colab.INSTALL_TAG}); run python scripts/stamp_colab.py")
     assert "import mobilevit_edu" in install.source and f"git+{url}@{branch}" in install.source
-    assert install.get("outputs", []) == [], f"{rel}: the install cell printed something when executed"
+    # where the package is installed, the cell prints only its one-line environment report (it varies
+    # from machine to machine: nbval does not compare it)
+    assert "nbval-ignore-output" in _nbtools.tags(install), f"{rel}: the install cell is not tagged nbval-ignore-output"
+    printed = "".join(o.get("text", "") for o in install.get("outputs", []) if o.get("output_type") == "stream")
+    assert [o.get("output_type") for o in install.get("outputs", [])] in ([], ["stream"]) and printed.count("\n") <= 1, (
+        f"{rel}: the install cell printed more than its environment report when executed: {printed!r}")
+    assert not printed or printed.startswith("Python "), f"{rel}: unexpected install-cell output {printed!r}"
     # and nothing else differs from what the script writes (e.g. a stale URL)
     stamped = stamp_colab.stamp(_nbtools.read(path), rel, url, branch)
     assert _nbtools.skeleton(nb)[:2] == _nbtools.skeleton(stamped)[:2], f"{rel}: run python scripts/stamp_colab.py"
