@@ -3,7 +3,8 @@
 #
 # Makes sure .venv/ has everything (scripts/_ensure_env.sh), then builds the book into _build/html
 # with `jupyter-book build .`: incremental (only changed pages are rebuilt) and executing nothing
-# (execute_notebooks is "off": the notebooks are committed executed). Prints the page to open.
+# (execute_notebooks is "off": the notebooks are committed executed), then the lecture decks
+# (scripts/slides.py, into _build/slides/ and a copy in _build/html/slides/). Prints the page to open.
 # For the strict build the tests do (from scratch, warnings as errors): bash scripts/test.sh.
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
@@ -13,5 +14,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/_ensure_env.sh
 source scripts/_ensure_env.sh
 jupyter-book build .
+# the lecture decks (book/lecturers.md links them): _build/slides/, and a copy inside the book
+python scripts/slides.py
+rm -rf _build/html/slides && cp -R _build/slides _build/html/slides
 echo
 echo "The book: $(pwd)/_build/html/index.html"

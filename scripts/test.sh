@@ -13,6 +13,8 @@
 #                            described and playing), then screenshots pages in headless Chromium
 #                            and checks them; chromium is installed with apt-get when missing and
 #                            running as root (CI), else the screenshots are skipped with a message
+#   5. slides                builds the lecture decks (scripts/slides.py) and opens two of them in
+#                            headless Chromium with the network unreachable: slides, math, figures
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
     sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0
@@ -99,6 +101,15 @@ if command -v chromium >/dev/null 2>&1; then
 else
     echo "no chromium (it needs root and apt-get: bash scripts/check_html.sh): screenshots SKIPPED"
     step "rendered pages (HTML only)" python scripts/check_html.py --build "$book_tmp/_build" --static-only
+fi
+
+# The lecture decks (book/lecturers.md): built from the chapters' cells with their JavaScript from
+# npm (scripts/slides_assets.sh), then, with Chromium, opened with the network unreachable and checked.
+if command -v chromium >/dev/null 2>&1; then
+    step "slides (offline)" python scripts/slides.py --out "$book_tmp/slides" --check
+else
+    echo "no chromium: the decks are built but not opened (bash scripts/check_html.sh installs chromium)"
+    step "slides (built only)" python scripts/slides.py --out "$book_tmp/slides"
 fi
 
 banner "summary"

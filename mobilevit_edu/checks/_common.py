@@ -3,12 +3,19 @@
 A check runs the student's function or class on several cases against the package's reference and
 - prints one line starting with "✓" when every case is right;
 - prints "not implemented yet" (and does not raise) while the stub still raises NotImplementedError,
-  so that a blank exercise notebook runs from top to bottom;
+  so that a blank exercise notebook runs from top to bottom; when grading (the environment variable
+  MOBILEVIT_EDU_GRADING is set), a blank answer raises CheckFailed instead, so it earns no points;
 - raises `CheckFailed` (an AssertionError) whose message says, in words, which case is wrong and how.
 """
 
+import os
+
 import torch
 from torch import nn
+
+# Set (to anything) when grading, e.g. MOBILEVIT_EDU_GRADING=1 nbgrader autograde ...: a check whose
+# exercise is still blank then fails instead of printing "not implemented yet".
+GRADING_ENV = "MOBILEVIT_EDU_GRADING"
 
 
 class CheckFailed(AssertionError):
@@ -23,6 +30,8 @@ def run_check(name, body, success):
     try:
         body()
     except NotImplementedError:
+        if os.environ.get(GRADING_ENV):  # grading (nbgrader): an unanswered exercise earns nothing
+            raise CheckFailed(f"{name}: not answered (the exercise still raises NotImplementedError)") from None
         print(f"… {name}: not implemented yet. Replace `raise NotImplementedError` with your code and run this cell again.")
         return
     print(f"✓ {name}: {success}")
