@@ -372,7 +372,7 @@ def architecture_table_html(configs, input_size=256, parameters=None):
         for cfg in configs:
             s = cfg.stages[k]
             cells.append(f"{s.channels}" + (f" (d={s.transformer_dim})" if s.transformer_dim is not None else ""))
-        rows.append((f"stage {k + 1}: {_stage_description(stage)}", f"{size}×{size}", cells))
+        rows.append((f"stages.{k}: {_stage_description(stage)}", f"{size}×{size}", cells))
     rows.append(("1×1 conv", f"{size}×{size}", [str(c.final_channels) for c in configs]))
     rows.append(("global pool → linear", "1×1", [str(c.num_classes) for c in configs]))
     rows.append(("MV2 expansion ratio", "", [f"{c.expand_ratio:g}" for c in configs]))
