@@ -8,7 +8,11 @@ A check runs the student's function or class on several cases against the packag
 - raises `CheckFailed` (an AssertionError) whose message says, in words, which case is wrong and how.
 """
 
+import ast
+import contextlib
+import inspect
 import os
+import textwrap
 
 import torch
 from torch import nn
@@ -75,6 +79,92 @@ def expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=()):
         if actual.flatten().sort().values.allclose(expected.flatten().sort().values, atol=atol, rtol=rtol) and not hint:
             hint = "you have the right numbers in the wrong places: check the order of your reshape/rearrange"
         raise CheckFailed(message + (f". Hint: {hint}" if hint else ""))
+
+
+def expect_number(actual, expected, case, what, variants=()):
+    """Raise CheckFailed unless the number `actual` equals `expected` (an int, or a tuple of ints).
+
+    `variants` is a list of (value, sentence): what a typical mistake gives and what to say about it.
+    A sentence is added only when exactly one mistake gives the student's value, so that the hint is
+    right whenever it fires (two mistakes that give the same number on this case name neither).
+    """
+    if isinstance(expected, tuple):
+        if not isinstance(actual, (tuple, list)) or len(actual) != len(expected):
+            raise CheckFailed(f"{case}: expected {len(expected)} numbers {what}, got {actual!r}")
+        actual = tuple(actual)
+    if isinstance(actual, torch.Tensor) and actual.numel() == 1:
+        actual = actual.item()
+    if actual == expected:
+        return
+    shown = lambda v: f"{v:,}" if isinstance(v, int) else repr(v)  # noqa: E731
+    message = f"{case}: your {what} is {shown(actual)}; expected {shown(expected)}"
+    matches = {sentence for value, sentence in variants if value == actual and value != expected}
+    if len(matches) == 1:
+        message += f". Hint: {matches.pop()}"
+    raise CheckFailed(message)
+
+
+def matching_hint(actual, variants, atol=1e-5, rtol=1e-4):
+    """The sentence of the (tensor, sentence) variant that `actual` equals, or "" when none does or when
+    variants with different sentences do (then naming one could be wrong)."""
+    if not isinstance(actual, torch.Tensor):
+        return ""
+    matches = {sentence for tensor, sentence in variants
+               if actual.shape == tensor.shape and torch.allclose(actual, tensor, atol=atol, rtol=rtol)}
+    return matches.pop() if len(matches) == 1 else ""
+
+
+def with_closing_hint(step, closing):
+    """Run `step()`; if it fails with a message that has no hint (no typical mistake recognised),
+    add `closing`: what to re-read."""
+    try:
+        step()
+    except CheckFailed as failure:
+        if "Hint: " in str(failure):
+            raise
+        raise CheckFailed(f"{str(failure).rstrip('.')}. Hint: {closing}") from failure.__cause__
+
+
+class ForbiddenCall(Exception):
+    """Raised inside the student's code when it calls a function the exercise forbids."""
+
+
+@contextlib.contextmanager
+def forbid(targets, what):
+    """Replace each `(owner, name)` attribute in `targets` by a function that records the call and
+    raises ForbiddenCall, for the duration of the block; `what` names them in the message."""
+    calls, saved = [], []
+
+    def forbidden(*args, **kwargs):
+        calls.append(what)
+        raise ForbiddenCall(f"the exercise forbids {what}")
+
+    for owner, name in targets:
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, forbidden)
+    try:
+        yield calls
+    finally:
+        for owner, name, original in reversed(saved):
+            setattr(owner, name, original)
+
+
+def calls_by_name(fn, names):
+    """The names in `names` that `fn`'s source calls (`conv2d(...)`, `F.conv2d(...)`, `nn.Conv2d(...)`),
+    found by parsing the source, so that comments and docstrings do not count. [] when the source
+    cannot be read (a lambda inside an expression, a builtin)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in names and name not in found:
+                found.append(name)
+    return found
 
 
 def _first_hint(actual, expected, hints):

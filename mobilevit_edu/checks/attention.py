@@ -3,14 +3,29 @@
 - `check_scaled_dot_product_attention(fn)`: your `fn(q, k, v)` against `F.scaled_dot_product_attention`.
 - `check_transformer_layer(cls)`: your `TransformerLayer` class (only `forward` is yours) against
   the package's, with the same weights.
+- `check_transformer_layer_macs(fn)`: your hand count of one layer's multiply-adds on S sequences of
+  N tokens against `count_macs`.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import TransformerLayer
-from ._common import CheckFailed, call, expect_close, load_reference_weights, run_check
+from ..layers import MultiHeadSelfAttention, TransformerLayer
+from ..profile import count_macs
+from ._common import (
+    CheckFailed,
+    ForbiddenCall,
+    call,
+    calls_by_name,
+    expect_close,
+    expect_number,
+    forbid,
+    load_reference_weights,
+    matching_hint,
+    run_check,
+    with_closing_hint,
+)
 
 # (description, q shape, k shape, v shape): (..., N_q, e), (..., N_k, e), (..., N_k, e_v)
 ATTENTION_CASES = [
@@ -21,52 +36,50 @@ ATTENTION_CASES = [
 ]
 
 
-def _attention(q, k, v, scale, dim):
+def _attention(q, k, v, scale, dim=-1):
     return (q @ k.transpose(-2, -1) * scale).softmax(dim=dim) @ v
 
 
+def _attention_variants(q, k, v):
+    """[(output, sentence)]: what the typical wrong formulas give on (q, k, v) and what to say. Only the
+    variants that run on these shapes and differ from the right answer are kept, and only those whose
+    output no other mistake gives on this case: a sentence names the one mistake that gives the
+    student's output, or none is said."""
+    e, n_k, e_v = q.shape[-1], k.shape[-2], v.shape[-1]
+    right = _attention(q, k, v, e**-0.5)
+    candidates = [
+        (lambda: _attention(q, k, v, 1.0), "you forgot the scale: divide the scores q k^T by sqrt(e), e = q.shape[-1]"),
+        (lambda: _attention(q, k, v, 1 / e), "you divide by e; the scale is 1 / sqrt(e)"),
+        (lambda: _attention(q, k, v, e_v**-0.5), "you scale by the size of the values, v.shape[-1]; the scale is"
+         " 1 / sqrt(e) with e the size of the queries and keys, q.shape[-1]"),
+        (lambda: _attention(q, k, v, n_k**-0.5), "you scale by the number of keys, k.shape[-2]; the scale is"
+         " 1 / sqrt(e) with e the size of each query and key, q.shape[-1]"),
+        (lambda: _attention(q, k, v, e**-0.5, dim=-2), "softmax over the wrong axis: each row (one query) must sum"
+         " to 1 over the keys: softmax(dim=-1)"),
+        (lambda: (q @ k.transpose(-2, -1)).softmax(dim=-1) @ v * e**-0.5, "you scale after the softmax; divide"
+         " the scores by sqrt(e) *before* it: softmax(q k^T / sqrt(e))"),
+        (lambda: _attention(k, q, v, e**-0.5), "are queries and keys swapped? the scores are q k^T: row i holds"
+         " query i against every key (you computed k q^T)"),
+    ]
+    outputs = []
+    for make, sentence in candidates:
+        try:
+            alt = make()
+        except RuntimeError:  # this mistake does not even run on these shapes (e.g. k q^T @ v with N_q != N_k)
+            continue
+        if alt.shape == right.shape and not torch.allclose(alt, right, atol=1e-5, rtol=1e-4):
+            outputs.append((alt, sentence))
+
+    def same(a, b):
+        return torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+    return [(alt, sentence) for alt, sentence in outputs
+            if not any(same(alt, other) for other, s in outputs if s != sentence)]
+
+
 def _attention_hints(q, k, v):
-    e = q.shape[-1]
-    variants = [
-        (_attention(q, k, v, 1.0, -1), "you forgot the scale: divide the scores q k^T by sqrt(e), e = q.shape[-1]"),
-        (_attention(q, k, v, 1 / e, -1), "you divide by e; the scale is 1 / sqrt(e)"),
-        (
-            _attention(q, k, v, e**-0.5, -2),
-            "softmax over the wrong axis: each row (one query) must sum to 1 over the keys: softmax(dim=-1)",
-        ),
-    ]
-    if q.shape[-2] == k.shape[-2]:  # k q^T @ v only runs when there are as many queries as keys
-        variants.append(
-            (
-                _attention(k, q, v, e**-0.5, -1),
-                "are queries and keys swapped? the scores are q k^T: row i holds query i against every key"
-                " (you computed k q^T)",
-            )
-        )
-    hints = [
-        (lambda actual, expected, alt=alt: torch.allclose(actual, alt, atol=1e-5, rtol=1e-4), sentence)
-        for alt, sentence in variants
-        if alt.shape == (*q.shape[:-1], v.shape[-1])
-    ]
-    if q.shape[-2] != k.shape[-2]:
-        hints.append(
-            (
-                lambda actual, expected: True,
-                "the scores q k^T are (..., N_q, N_k): softmax over the last axis (the keys) and multiply by v",
-            )
-        )
-    return hints
-
-
-def _with_closing_hint(step, closing):
-    """Run `step()`; if it fails with a message that has no hint (no specific mistake recognised),
-    add `closing`: what to re-read."""
-    try:
-        step()
-    except CheckFailed as failure:
-        if "Hint: " in str(failure):
-            raise
-        raise CheckFailed(f"{failure}. Hint: {closing}") from failure.__cause__
+    return [(lambda actual, expected, alt=alt: torch.allclose(actual, alt, atol=1e-5, rtol=1e-4), sentence)
+            for alt, sentence in _attention_variants(q, k, v)]
 
 
 ATTENTION_CLOSING_HINT = (
@@ -76,9 +89,18 @@ ATTENTION_CLOSING_HINT = (
 )
 
 
+FORBIDDEN_ATTENTION = (
+    "your function calls F.scaled_dot_product_attention. Hint: that is the very function this exercise"
+    " rebuilds: compute the scores q k^T / sqrt(e) with a matrix product, then softmax, then the product with v"
+)
+
+
 def check_scaled_dot_product_attention(fn):
     """Check `fn(q, k, v)` = softmax(q k^T / sqrt(e)) v against `F.scaled_dot_product_attention` on several
-    cases: batch 1, several heads, more keys than queries, values of another size, 3-D inputs."""
+    cases: batch 1, several heads, more keys than queries, values of another size, 3-D inputs.
+
+    An answer that calls F.scaled_dot_product_attention (the function it rebuilds) is rejected: while it
+    runs that function raises, and its source is read for a call to it."""
 
     def body():
         generator = torch.Generator().manual_seed(0)
@@ -88,16 +110,27 @@ def check_scaled_dot_product_attention(fn):
             expected = F.scaled_dot_product_attention(q, k, v)
 
             def compare():
-                actual = call(fn, q.clone(), k.clone(), v.clone(), case=case)
+                try:
+                    with forbid([(F, "scaled_dot_product_attention")], "F.scaled_dot_product_attention") as forbidden:
+                        actual = call(fn, q.clone(), k.clone(), v.clone(), case=case)
+                except CheckFailed as error:
+                    if forbidden or isinstance(error.__cause__, ForbiddenCall):
+                        raise CheckFailed(f"{case}: {FORBIDDEN_ATTENTION}") from None
+                    raise
+                if forbidden:  # the student's code caught our exception and went on
+                    raise CheckFailed(f"{case}: {FORBIDDEN_ATTENTION}")
                 expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=_attention_hints(q, k, v))
 
-            _with_closing_hint(compare, ATTENTION_CLOSING_HINT)
+            with_closing_hint(compare, ATTENTION_CLOSING_HINT)
+        # the fallback: a call the patch cannot see, e.g. through `from torch.nn.functional import ...`
+        if "scaled_dot_product_attention" in calls_by_name(fn, {"scaled_dot_product_attention"}):
+            raise CheckFailed(FORBIDDEN_ATTENTION)
 
     run_check(
         "scaled_dot_product_attention",
         body,
-        f"equals F.scaled_dot_product_attention on all {len(ATTENTION_CASES)} cases:\n  batch 1,"
-        " several heads, 5 queries on 9 keys, values of another size, 3-D inputs",
+        f"equals F.scaled_dot_product_attention on all {len(ATTENTION_CASES)} cases, without calling it:\n"
+        "  batch 1, several heads, 5 queries on 9 keys, values of another size, 3-D inputs",
     )
 
 
@@ -119,8 +152,15 @@ def randomize_layernorm(module, generator):
     return module
 
 
+def _with_heads(attn, heads):
+    """A copy of the attention module `attn` with the same weights but `heads` heads."""
+    other = MultiHeadSelfAttention(attn.qkv.in_features, heads)
+    other.load_state_dict(attn.state_dict())
+    return other.eval()
+
+
 def _layer_variants(reference, x):
-    """Outputs of the typical wrong forwards, from the reference's submodules."""
+    """[(output, sentence)] of the typical wrong forwards, from the reference's submodules."""
     attn, mlp, norm1, norm2 = reference.attn, reference.mlp, reference.norm1, reference.norm2
     post = norm1(x + attn(x))
     post = norm2(post + mlp(post))
@@ -133,7 +173,15 @@ def _layer_variants(reference, x):
     no_first = no_first + mlp(norm2(no_first))
     no_second = x + attn(norm1(x))
     no_second = mlp(norm2(no_second))
-    return [
+    one_norm = x + attn(norm1(x))
+    one_norm = one_norm + mlp(norm1(one_norm))
+    no_norms = x + attn(x)
+    no_norms = no_norms + mlp(no_norms)
+    swapped = x + mlp(norm1(x))
+    swapped = swapped + attn(norm2(swapped))
+    parallel = x + attn(norm1(x)) + mlp(norm2(x))
+    right = reference(x)
+    variants = [
         (post, "that is a post-norm layer (norm after the residual sum); MobileViT's layer is pre-norm:"
                " x = x + attn(norm1(x)), then x = x + mlp(norm2(x))"),
         (around, "your residual adds the normalised x: the residual must carry the un-normalised x,"
@@ -141,7 +189,22 @@ def _layer_variants(reference, x):
         (both, "you forgot both residuals: x = x + attn(norm1(x)), then x = x + mlp(norm2(x))"),
         (no_first, "you forgot the residual around attention: x = x + attn(norm1(x))"),
         (no_second, "you forgot the residual around the MLP: x = x + mlp(norm2(x))"),
+        (one_norm, "you use self.norm1 twice: the MLP reads self.norm2(x), a LayerNorm with its own scale and shift"),
+        (no_norms, "you forgot the LayerNorms: each sub-layer reads a normalised copy, attn(norm1(x)) and mlp(norm2(x))"),
+        (swapped, "attention comes first, then the MLP: x = x + attn(norm1(x)), then x = x + mlp(norm2(x))"),
+        (parallel, "the two sub-layers run one after the other: the MLP reads the output of the attention step,"
+                   " norm2(x) of the *updated* x, not of the layer's input"),
+        (norm2(right),
+         "no LayerNorm at the end of the layer: the final LayerNorm belongs to the MobileViT block, after all L layers"),
     ]
+    for heads in (1, 2, 4, 8):
+        if heads != attn.num_heads and attn.qkv.in_features % heads == 0:
+            wrong_attn = _with_heads(attn, heads)
+            y = x + wrong_attn(norm1(x))
+            variants.append((y + mlp(norm2(y)), f"your attention uses {heads} head(s); this case asks for"
+                             f" {attn.num_heads}: split into num_heads = {attn.num_heads} heads of size"
+                             f" d / num_heads (use the num_heads the constructor receives)"))
+    return variants
 
 
 LAYER_CLOSING_HINT = (
@@ -167,19 +230,78 @@ def check_transformer_layer(cls):
             x = torch.randn(x_shape, generator=generator)
             with torch.no_grad():
                 expected = reference(x)
-                hints = [
-                    (lambda a, e, alt=alt: torch.allclose(a, alt, atol=1e-5, rtol=1e-4), sentence)
-                    for alt, sentence in _layer_variants(reference, x)
-                ]
 
                 def compare():
                     actual = call(student, x.clone(), case=case)
-                    expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=hints)
+                    right = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.allclose(
+                        actual, expected, atol=1e-5, rtol=1e-4)
+                    hint = "" if right else matching_hint(actual, _layer_variants(reference, x))  # only when wrong
+                    expect_close(actual, expected, case, atol=1e-5, rtol=1e-4,
+                                 hints=[(lambda a, e: True, hint)] if hint else ())
 
-                _with_closing_hint(compare, LAYER_CLOSING_HINT)
+                with_closing_hint(compare, LAYER_CLOSING_HINT)
 
     run_check(
         "TransformerLayer",
         body,
         f"your pre-norm forward equals the package's on all {len(LAYER_CASES)} cases",
+    )
+
+
+# (description, S sequences, N tokens, d, num_heads, mlp_ratio)
+LAYER_MACS_CASES = [
+    ("one sequence of N = 16 tokens, d = 32, 4 heads", 1, 16, 32, 4, 2.0),
+    ("MobileViT-XXS's stages.2 layer, batch 2: S = B*P = 8 sequences of N = 256 patches, d = 64", 8, 256, 64, 4, 2.0),
+    ("2 heads, mlp_ratio 4, S = 3, N = 10, d = 24", 3, 10, 24, 2, 4.0),
+    ("one head, S = 8, N = 49, d = 48", 8, 49, 48, 1, 2.0),
+]
+
+
+def layer_macs_variants(S, N, d, heads, ratio):
+    """The multiply-adds of one TransformerLayer on (S, N, d), then the typical wrong counts as
+    (value, sentence)."""
+    hidden = int(d * ratio)
+
+    def macs(qkv=3, proj=1, mlp=True, ratio_hidden=hidden, attention=2 * N * N * d, sequences=S):
+        linear = N * d * d * (qkv + proj) + (2 * N * d * ratio_hidden if mlp else 0)
+        return sequences * (linear + attention)
+
+    return macs(), [
+        (macs(attention=N * N * d), "attention is two products of N^2 d multiply-adds each: the scores"
+         " q k^T and then the weights times v, 2 N^2 d per sequence"),
+        (macs(attention=2 * N * N * d * heads), "the h heads split d: each costs 2 N^2 (d/h), all together"
+         " 2 N^2 d, whatever the number of heads"),
+        (macs(attention=2 * N * N * d // heads) if heads > 1 else None, "you count one head: the h heads of"
+         " size d/h together cost 2 N^2 d"),
+        (macs(qkv=1), "the fused qkv projection maps d to 3d numbers per token: 3 N d^2, not N d^2"),
+        (macs(proj=0), "you forgot the output projection proj (d -> d): N d^2 per sequence"),
+        (macs(mlp=False), "you forgot the MLP: d -> mlp_ratio * d -> d, 2 N d^2 * mlp_ratio per sequence"),
+        (macs(ratio_hidden=2 * d) if ratio != 2 else None, "the MLP's hidden width is mlp_ratio * d, not 2d"),
+        (macs(sequences=1), f"each of the S = {S} sequences costs the same: multiply by S"),
+        (macs(sequences=1, attention=2 * (S * N) ** 2 * d) + (S - 1) * macs(attention=0, sequences=1)
+         if S > 1 else None, "attention runs within each sequence: S * 2 N^2 d, not 2 (S N)^2 d over all"
+         " S*N tokens at once (MobileViT's (B*P, N, d) layout)"),
+    ]
+
+
+def check_transformer_layer_macs(fn):
+    """Check `fn(S, N, d, num_heads, mlp_ratio)` -> the multiply-adds of one `TransformerLayer(d,
+    num_heads, mlp_ratio)` on S sequences of N tokens, (S, N, d), against `count_macs` (PyTorch's flop
+    counter, attention written as matmuls; LayerNorm, softmax, SiLU and the bias additions not counted)."""
+
+    def body():
+        for description, S, N, d, heads, ratio in LAYER_MACS_CASES:
+            case = f"case '{description}' (transformer_layer_macs(S={S}, N={N}, d={d}, num_heads={heads}, mlp_ratio={ratio}))"
+            with torch.device("meta"):  # shapes only: counting needs no numbers, and costs no time
+                layer, x = TransformerLayer(d, heads, ratio), torch.zeros(S, N, d)
+            expected = count_macs(layer, x)
+            right, variants = layer_macs_variants(S, N, d, heads, ratio)
+            assert right == expected, (right, expected)  # the formula the hints are built on is right
+            actual = call(fn, S, N, d, heads, ratio, case=case)
+            expect_number(actual, expected, case, "multiply-add count", [v for v in variants if v[0] is not None])
+
+    run_check(
+        "transformer_layer_macs",
+        body,
+        f"your count equals count_macs on all {len(LAYER_MACS_CASES)} cases",
     )

@@ -1,17 +1,35 @@
 """Checks for chapters 1 and 2: convolution as unfold -> matmul -> fold, and the MV2 block.
 
 - `check_conv2d_unfold(fn)`: your `conv2d_unfold(x, weight, bias, stride, padding, dilation, groups)`
-  against `F.conv2d`.
+  against `F.conv2d`, which it must not call.
+- `check_receptive_field(fn)`: your `receptive_field(layers)`, the receptive field of a stack of
+  convolutions, against the one autograd measures.
 - `check_inverted_residual(cls)`: your `InvertedResidual` class (only `forward` is yours) against
   the package's, with the same weights.
+- `check_mv2_cost(fn)`: your hand count `mv2_cost(...)` -> (parameters, multiply-adds) of an MV2 block
+  against `count_parameters` and `count_macs`.
 """
 
 import torch
 import torch.nn.functional as F
 
 from ..conv import conv_output_size
-from ..layers import InvertedResidual
-from ._common import CheckFailed, call, expect_close, load_reference_weights, randomize_batchnorm, run_check
+from ..layers import InvertedResidual, make_divisible
+from ..profile import count_macs, count_parameters
+from ._common import (
+    CheckFailed,
+    ForbiddenCall,
+    call,
+    calls_by_name,
+    expect_close,
+    expect_number,
+    matching_hint,
+    forbid,
+    load_reference_weights,
+    randomize_batchnorm,
+    run_check,
+    with_closing_hint,
+)
 
 # ------------------------------------------------------------------------------------------- chapter 1
 # (description, x shape, weight shape, with bias, stride, padding, dilation, groups)
@@ -67,9 +85,22 @@ def _conv_hints(x, weight, bias, stride, padding, dilation, groups):
     return hints
 
 
+# What conv2d_unfold replaces: calling any of these is not an answer. nn.Conv2d's forward calls F.conv2d.
+FORBIDDEN_CONVS = [(F, "conv2d"), (torch, "conv2d"), (torch, "convolution"), (torch, "_convolution")]
+FORBIDDEN_NAMES = {"conv2d", "Conv2d", "convolution", "_convolution"}
+FORBIDDEN_MESSAGE = (
+    "your conv2d_unfold calls {what}, the very convolution this exercise rebuilds: compute it with"
+    " F.unfold, one matrix product (@, torch.matmul or torch.einsum) and a reshape, without F.conv2d,"
+    " torch.conv2d or nn.Conv2d"
+)
+
+
 def check_conv2d_unfold(fn):
     """Check `fn(x, weight, bias, stride, padding, dilation, groups)` against `F.conv2d` on several cases:
-    batch 1 and 3, odd and non-square sizes, stride 2, padding, dilation 2, groups 2, depthwise, bias or not."""
+    batch 1 and 3, odd and non-square sizes, stride 2, padding, dilation 2, groups 2, depthwise, bias or not.
+
+    An answer that calls F.conv2d, torch.conv2d or nn.Conv2d (the convolution it rebuilds) is rejected:
+    while it runs those functions raise, and its source is read for calls to them."""
 
     def body():
         generator = torch.Generator().manual_seed(0)
@@ -84,19 +115,98 @@ def check_conv2d_unfold(fn):
             )
             hints = _conv_hints(x, weight, bias, stride, padding, dilation, groups)
             try:
-                actual = call(fn, x, weight, bias, stride, padding, dilation, groups, case=case)
+                with forbid(FORBIDDEN_CONVS, "F.conv2d") as forbidden:
+                    actual = call(fn, x, weight, bias, stride, padding, dilation, groups, case=case)
             except CheckFailed as error:
+                if forbidden or isinstance(error.__cause__, ForbiddenCall):
+                    raise CheckFailed(f"{case}: {FORBIDDEN_MESSAGE.format(what='F.conv2d (or nn.Conv2d)')}") from None
                 if groups > 1:  # a crash on a grouped case is nearly always a matmul with the wrong shapes
                     raise CheckFailed(f"{str(error).rstrip('.')}. Hint: {hints[-1][1]}") from error.__cause__
                 raise
+            if forbidden:  # the student's code caught our exception and went on
+                raise CheckFailed(f"{case}: {FORBIDDEN_MESSAGE.format(what='F.conv2d (or nn.Conv2d)')}")
             expected = F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
             expect_close(actual, expected, case, atol=1e-4, rtol=1e-4, hints=hints)
+        # the fallback: a call the patch cannot see, e.g. through `from torch.nn.functional import conv2d`
+        names = calls_by_name(fn, FORBIDDEN_NAMES)
+        if names:
+            raise CheckFailed(FORBIDDEN_MESSAGE.format(what=" and ".join(f"{n}(...)" for n in names)))
 
     run_check(
         "conv2d_unfold",
         body,
-        f"equals F.conv2d on all {len(CONV_CASES)} cases:\n  batch 1 and 3, odd and non-square sizes, stride,"
-        " padding, dilation,\n  groups, depthwise, with and without bias",
+        f"equals F.conv2d on all {len(CONV_CASES)} cases, without calling it:\n  batch 1 and 3, odd and"
+        " non-square sizes, stride, padding, dilation,\n  groups, depthwise, with and without bias",
+    )
+
+
+# (description, layers as (kernel_size, stride, dilation))
+RF_CASES = [
+    ("one 3x3 convolution", [(3, 1, 1)]),
+    ("two 3x3 convolutions", [(3, 1, 1), (3, 1, 1)]),
+    ("a 3x3 with dilation 2, then a 1x1", [(3, 1, 2), (1, 1, 1)]),
+    ("3x3 stride 2, then two 3x3", [(3, 2, 1), (3, 1, 1), (3, 1, 1)]),
+    ("3x3 stride 2, 3x3 stride 2, 5x5", [(3, 2, 1), (3, 2, 1), (5, 1, 1)]),
+    ("3x3 stride 2, then 3x3 with dilation 2", [(3, 2, 1), (3, 1, 2)]),
+    ("MobileViT's stem, stages.0 and stages.1 (their 3x3 convs; 1x1 convs see one pixel)",
+     [(3, 2, 1), (1, 1, 1), (3, 1, 1), (1, 1, 1), (3, 2, 1), (3, 1, 1), (3, 1, 1)]),
+]
+
+
+def measured_receptive_field(layers, length=256):
+    """The receptive field of `layers` (kernel_size, stride, dilation) along one axis, measured: a stack
+    of 1-D convolutions with all-ones weights, and the input positions whose gradient reaches the
+    first output position."""
+    x = torch.zeros(1, 1, length, dtype=torch.float64, requires_grad=True)
+    y = x
+    for k, s, d in layers:
+        y = F.conv1d(y, torch.ones(1, 1, k, dtype=torch.float64), stride=s, dilation=d)
+    (grad,) = torch.autograd.grad(y[0, 0, 0], x)
+    hit = grad[0, 0].nonzero().flatten()
+    return int(hit.max() - hit.min() + 1)
+
+
+def _rf_variants(layers):
+    """What the typical wrong formulas give, with what to say."""
+
+    def formula(use_dilation=True, jump="before", plus_one=True):
+        size, j = 1 if plus_one else 0, 1
+        for k, s, d in layers:
+            d = d if use_dilation else 1
+            if jump == "including":
+                j *= s
+            size += (k - 1) * d * (j if jump != "none" else 1)
+            if jump == "before":
+                j *= s
+        return size
+
+    return [
+        (formula(use_dilation=False), "you ignore dilation: a k x k kernel with dilation d spans d(k - 1) + 1"
+         " pixels, so each layer adds (k - 1) * d"),
+        (formula(jump="none"), "a layer after a stride-s layer reads pixels s apart: multiply each layer's"
+         " (k - 1) * d by the product of the strides of the layers before it (the 'jump')"),
+        (formula(jump="including"), "multiply by the strides of the layers *before* a layer, not its own:"
+         " its stride spaces its outputs, not the taps it reads"),
+        (formula(plus_one=False), "off by one: start from 1 (a 1x1 convolution sees one pixel), then add"
+         " (k - 1) * d * jump per layer"),
+    ]
+
+
+def check_receptive_field(fn):
+    """Check `fn(layers)` -> the receptive field (in input pixels, along one axis) of one output pixel of
+    a stack of convolutions, `layers` a list of (kernel_size, stride, dilation), against the one autograd
+    measures through the same stack, on several stacks: dilation, strides, MobileViT's first stages."""
+
+    def body():
+        for description, layers in RF_CASES:
+            case = f"case '{description}' (layers {layers})"
+            actual = call(fn, [tuple(layer) for layer in layers], case=case)
+            expect_number(actual, measured_receptive_field(layers), case, "receptive field", _rf_variants(layers))
+
+    run_check(
+        "receptive_field",
+        body,
+        f"equals the receptive field measured by autograd on all {len(RF_CASES)} stacks",
     )
 
 
@@ -112,32 +222,39 @@ MV2_CASES = [
 
 
 def _mv2_variants(reference, x):
-    """Outputs of the typical wrong forwards, computed from the reference's own submodules."""
+    """[(output, sentence)] of the typical wrong forwards, computed from the reference's own submodules.
+    The one that gives the student's output is named (see matching_hint)."""
     hidden = reference.depthwise(reference.expand(x))
     y = reference.project(hidden)
     pre_bn = reference.project.conv(hidden)
-    variants = {"no_residual": y, "silu_after_project": F.silu(y)}
-    if reference.use_residual:
-        variants["silu_after_project"] = x + F.silu(y)
-        variants["residual_before_bn"] = reference.project.norm(x + pre_bn)
-        variants["silu_after_residual"] = F.silu(x + y)
-    return variants
+    residual = reference.use_residual
+    add = (lambda t: x + t) if residual else (lambda t: t)
+    variants = []
+    if residual:
+        variants += [
+            (y, "you forgot the residual: return x + y when self.use_residual is True"),
+            (reference.project.norm(x + pre_bn), "you add x before the projection's BatchNorm: add it after the"
+             " whole self.project (conv and BN)"),
+            (F.silu(x + y), "no activation after the residual sum: return x + y as it is"),
+        ]
+    variants += [
+        (add(F.silu(y)), "the projection is linear: no activation after self.project (its BatchNorm is the"
+         " last operation before the residual)"),
+        (add(F.relu6(y)), "the projection is linear: no activation (here ReLU6) after self.project"),
+        (add(pre_bn), "you skipped the projection's BatchNorm: call the whole self.project (conv and BN)"),
+        (add(reference.project(reference.expand(x))) if reference.depthwise.conv.stride == (1, 1) else None,
+         "you skipped self.depthwise, the 3x3 convolution: expand, then depthwise, then project"),
+    ]
+    if not isinstance(reference.expand, torch.nn.Identity):
+        variants.append((add(reference.project(reference.depthwise(reference.expand.conv(x)))),
+                         "you skipped the expansion's BatchNorm and SiLU: call the whole self.expand"))
+    return [(v, sentence) for v, sentence in variants if v is not None]
 
 
-def _mv2_hints(variants):
-    sentences = {
-        "no_residual": "you forgot the residual: return x + y when self.use_residual is True",
-        "silu_after_project": "the projection is linear: no activation after self.project"
-        " (its BatchNorm is the last operation before the residual)",
-        "residual_before_bn": "you add x before the projection's BatchNorm: add it after the whole"
-        " self.project (conv and BN)",
-        "silu_after_residual": "no activation after the residual sum: return x + y as it is",
-    }
-
-    def close_to(name):
-        return lambda actual, expected: torch.allclose(actual, variants[name], atol=1e-5, rtol=1e-4)
-
-    return [(close_to(name), sentences[name]) for name in sentences if name in variants]
+MV2_CLOSING_HINT = (
+    "no typical mistake matches; re-read 'The block' in chapter 2: y = self.project(self.depthwise(self.expand(x))),"
+    " then x + y when self.use_residual is True, else y; nothing after that"
+)
 
 
 def check_inverted_residual(cls):
@@ -145,7 +262,9 @@ def check_inverted_residual(cls):
     with and without residual (stride 2, unequal channels), expand_ratio 1, batch 1, odd sizes.
 
     Both modules get the same weights (BatchNorm statistics randomised so BN is not the identity)
-    and run in eval mode."""
+    and run in eval mode. A wrong output is compared with the typical wrong forwards (residual
+    always or never, an activation after the projection, a skipped BatchNorm or convolution, ...),
+    and the one that matches is named."""
 
     def body():
         generator = torch.Generator().manual_seed(0)
@@ -163,23 +282,111 @@ def check_inverted_residual(cls):
             x = torch.randn(x_shape, generator=generator)
             with torch.no_grad():
                 expected = reference(x)
-                try:
-                    actual = call(student, x.clone(), case=case)
-                except CheckFailed as error:
-                    if not reference.use_residual and "size of tensor" in str(error):
+
+                def compare():
+                    try:
+                        actual = call(student, x.clone(), case=case)
+                    except CheckFailed as error:
+                        if not reference.use_residual and "size of tensor" in str(error):
+                            raise CheckFailed(
+                                f"{str(error).rstrip('.')}. Hint: x + y needs x and y of the same shape; here the"
+                                f" block changes {'the size (stride 2)' if stride != 1 else 'the number of channels'},"
+                                " so there is no residual: add x only when self.use_residual is True"
+                                " (stride 1 and in_channels == out_channels)"
+                            ) from error.__cause__
+                        raise
+                    if isinstance(actual, torch.Tensor) and stride != 1 and tuple(actual.shape[-2:]) == tuple(x.shape[-2:]):
                         raise CheckFailed(
-                            f"{str(error).rstrip('.')}. Hint: x + y needs x and y of the same shape; here the block changes"
-                            f" {'the size (stride 2)' if stride != 1 else 'the number of channels'},"
-                            " so there is no residual: add x only when self.use_residual is True"
-                            " (stride 1 and in_channels == out_channels)"
-                        ) from error.__cause__
-                    raise
-                hints = _mv2_hints(_mv2_variants(reference, x))
-            expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=hints)
+                            f"{case}: your output has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}."
+                            " Hint: the output keeps the input's size; the stride is in self.depthwise: did you skip it?"
+                        )
+                    right = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.allclose(
+                        actual, expected, atol=1e-5, rtol=1e-4)
+                    hint = "" if right else matching_hint(actual, _mv2_variants(reference, x))  # only when wrong
+                    expect_close(actual, expected, case, atol=1e-5, rtol=1e-4,
+                                 hints=[(lambda a, e: True, hint)] if hint else ())
+
+                with_closing_hint(compare, MV2_CLOSING_HINT)
 
     run_check(
         "InvertedResidual",
         body,
         f"your forward equals the package's on all {len(MV2_CASES)} cases:\n  with and without the residual,"
         " stride 2, unequal channels,\n  expand_ratio 1, batch 1, odd sizes",
+    )
+
+
+# (description, in_channels, out_channels, stride, expand_ratio, H, W of the input)
+MV2_COST_CASES = [
+    ("MobileViT-XXS's stages.1.0: 16 -> 24 channels, stride 2, expansion 2, 128x128 input", 16, 24, 2, 2, 128, 128),
+    ("MobileViT-XS's stages.1.1: 48 -> 48, stride 1, expansion 4, 64x64", 48, 48, 1, 4, 64, 64),
+    ("expansion 1 (no expand conv): 32 -> 32, stride 1, 10x6", 32, 32, 1, 1, 10, 6),
+    ("stride 2 on an odd 9x7 input: 24 -> 40, expansion 4", 24, 40, 2, 4, 9, 7),
+]
+
+
+def mv2_cost_variants(c_in, c_out, stride, r, H, W):
+    """(parameters, multiply-adds) of an MV2 block: the right count first, then the typical wrong ones
+    as (value, sentence)."""
+
+    def cost(hidden_from="in", expand_on="input", out_size="ceil", bn=2, dense_dw=False, expand_if_r1=False):
+        hidden = make_divisible(round((c_in if hidden_from == "in" else c_out) * r))
+        has_expand = r != 1 or expand_if_r1
+        if not has_expand:
+            hidden = c_in
+        Ho = (H + stride - 1) // stride if out_size == "ceil" else H // stride
+        Wo = (W + stride - 1) // stride if out_size == "ceil" else W // stride
+        if out_size == "input":
+            Ho, Wo = H, W
+        expand_w = c_in * hidden if has_expand else 0
+        dw_w = 9 * hidden * (hidden if dense_dw else 1)
+        project_w = hidden * c_out
+        params = expand_w + dw_w + project_w + bn * ((hidden if has_expand else 0) + hidden + c_out)
+        eH, eW = (H, W) if expand_on == "input" else (Ho, Wo)
+        macs = expand_w * eH * eW + (dw_w + project_w) * Ho * Wo
+        return params, macs
+
+    right = cost()
+    return right, [
+        (cost(expand_on="output"), "the 1x1 expansion runs before the stride, on the H x W input: only the"
+         " depthwise conv and the projection run on the smaller output"),
+        (cost(out_size="input"), "with stride 2 the depthwise conv and the projection run on the halved map"
+         " (H_out x W_out from conv_output_size), not on the input's H x W"),
+        (cost(out_size="floor"), "a 3x3 stride-2 conv with padding 1 gives ceil(H / 2) rows, (H + 1) // 2, not"
+         " H // 2: use conv_output_size(H, 3, 2, 1)"),
+        (cost(bn=0), "each BatchNorm has 2 parameters per channel (a scale and a shift): add them"),
+        (cost(bn=4), "a BatchNorm's running mean and variance are buffers, not parameters: 2 per channel"),
+        (cost(dense_dw=True), "the depthwise conv has one 3x3 kernel per channel: 9 * hidden weights, not"
+         " 9 * hidden * hidden"),
+        (cost(hidden_from="out"), "the hidden width is expand_ratio times the *input* channels"),
+        (cost(expand_if_r1=True), "with expand_ratio 1 there is no expansion (self.expand is nn.Identity):"
+         " no 1x1 conv and no BatchNorm before the depthwise conv"),
+    ]
+
+
+def check_mv2_cost(fn):
+    """Check `fn(in_channels, out_channels, stride, expand_ratio, H, W)` -> (parameters, multiply-adds)
+    of `InvertedResidual(in_channels, out_channels, stride, expand_ratio)` on a 1 x C x H x W input against
+    `count_parameters` and `count_macs` (PyTorch's flop counter: convolutions only, BatchNorm and SiLU
+    not counted), on MobileViT's blocks with stride 2, expansion 4 and 1, and an odd input."""
+
+    def body():
+        for description, c_in, c_out, stride, r, H, W in MV2_COST_CASES:
+            case = f"case '{description}' (mv2_cost({c_in}, {c_out}, {stride}, {r}, {H}, {W}))"
+            with torch.device("meta"):  # shapes only: counting needs no numbers, and costs no time
+                block, x = InvertedResidual(c_in, c_out, stride, r), torch.zeros(1, c_in, H, W)
+            expected = count_parameters(block), count_macs(block, x)
+            right, variants = mv2_cost_variants(c_in, c_out, stride, r, H, W)
+            assert right == expected, (right, expected)  # the formula the hints are built on is right
+            actual = call(fn, c_in, c_out, stride, r, H, W, case=case)
+            if not isinstance(actual, (tuple, list)) or len(actual) != 2:
+                raise CheckFailed(f"{case}: return two numbers, (parameters, multiply-adds); got {actual!r}")
+            for k, what in enumerate(("parameter count", "multiply-add count")):
+                wrong = [(v[k], sentence) for v, sentence in variants if v[k] != expected[k]]
+                expect_number(actual[k], expected[k], case, what, wrong)
+
+    run_check(
+        "mv2_cost",
+        body,
+        f"your hand count equals count_parameters and count_macs on all {len(MV2_COST_CASES)} blocks",
     )

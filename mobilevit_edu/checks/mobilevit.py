@@ -7,6 +7,8 @@
 - `check_mobilevit_config(cfg)`: your XXS `MobileViTConfig` (or a function returning it) against the
   package's `XXS`, field by field, then the parameter count of `MobileViT(cfg)` (1,272,024).
 - `check_mobilevit_forward(cls)`: your `MobileViT.forward` (stem -> stages -> 1x1 conv -> pool -> head).
+- `check_attention_partners(fn)`, `check_mobilevit_block_macs(fn)`, `check_stage_sizes(fn)`: predictions
+  (whom a pixel attends to, what a block costs, how large each stage's map is) against the package.
 """
 
 import dataclasses
@@ -19,8 +21,18 @@ from einops import rearrange
 from ..block import MobileViTBlock
 from ..models import XXS, MobileViT, MobileViTConfig, StageConfig
 from ..patches import fold_patches, unfold_patches
-from ..profile import count_parameters
-from ._common import CheckFailed, call, expect_close, load_reference_weights, randomize_batchnorm, run_check
+from ..profile import count_macs, count_parameters
+from ._common import (
+    CheckFailed,
+    call,
+    expect_close,
+    expect_number,
+    matching_hint,
+    load_reference_weights,
+    randomize_batchnorm,
+    run_check,
+    with_closing_hint,
+)
 
 # ------------------------------------------------------------------------------------------- chapter 4
 # (description, x shape, patch_size as the check passes it)
@@ -127,6 +139,73 @@ def check_fold_patches(fn):
     )
 
 
+# (description, H, W, patch_size, pixel)
+PARTNER_CASES = [
+    ("8x8 map, 2x2 patches, pixel (5, 2)", 8, 8, 2, (5, 2)),
+    ("6x9 map, 3x3 patches, pixel (4, 7)", 6, 9, 3, (4, 7)),
+    ("4x12 map, non-square 2x3 patches, pixel (1, 5)", 4, 12, (2, 3), (1, 5)),
+    ("6x4 map, 3x2 patches, the corner pixel (0, 0)", 6, 4, (3, 2), (0, 0)),
+]
+
+
+def _partner_variants(H, W, patch, pixel):
+    """[(mask, sentence)] of the typical wrong answers."""
+    ph, pw = (patch, patch) if isinstance(patch, int) else patch
+    i, j = pixel
+    rows, cols = torch.arange(H)[:, None], torch.arange(W)[None, :]
+
+    def same_position(ph, pw, i, j):
+        return ((rows % ph) == (i % ph)) & ((cols % pw) == (j % pw))
+
+    right = same_position(ph, pw, i, j)
+    own_patch = ((rows // ph) == (i // ph)) & ((cols // pw) == (j // pw))
+    without_self = right.clone()
+    without_self[i, j] = False
+    variants = [
+        (own_patch, "you marked the P pixels of the pixel's own patch: that is the neighbourhood a ViT token"
+         " flattens. In MobileViT a pixel attends to the pixel at *its position* in every patch: N pixels,"
+         " ph apart vertically and pw apart horizontally"),
+        (without_self, "the pixel attends to itself too: its own patch is one of the N, so it is in the mask"),
+        (same_position(pw, ph, i, j), f"the patch is {ph} rows by {pw} columns: a row index i is at position"
+         f" i % {ph} of its patch, a column index j at j % {pw}"),
+    ]
+    if i < W and j < H:
+        variants.append((same_position(ph, pw, j, i), "pixel = (i, j) is (row, column): the row is i = pixel[0]"))
+    return [(v, sentence) for v, sentence in variants if v.shape == right.shape and not torch.equal(v, right)]
+
+
+def check_attention_partners(fn):
+    """Check `fn(H, W, patch_size, pixel)` -> an (H, W) boolean mask of the pixels that `pixel` = (i, j)
+    attends to in a MobileViT block's transformer (itself included), against the layout of
+    `unfold_patches` (`viz_patches.attention_partners`), on square and non-square maps and patches."""
+    from ..viz_patches import attention_partners
+
+    def body():
+        for description, H, W, patch, pixel in PARTNER_CASES:
+            case = f"case '{description}' (attention_partners({H}, {W}, patch_size={patch}, pixel={pixel}))"
+            expected = attention_partners(H, W, patch, pixel)
+            actual = call(fn, H, W, patch, pixel, case=case)
+            if not isinstance(actual, torch.Tensor):
+                raise CheckFailed(f"{case}: expected a boolean torch.Tensor of shape ({H}, {W}), got {type(actual).__name__}")
+            if tuple(actual.shape) != (H, W):
+                raise CheckFailed(f"{case}: your mask has shape {tuple(actual.shape)}; expected ({H}, {W}), one entry per pixel")
+            actual = actual.bool()
+            if torch.equal(actual, expected):
+                continue
+            message = (f"{case}: your mask marks {int(actual.sum())} pixels; expected {int(expected.sum())}"
+                       f" (one per patch), e.g. {tuple(int(t) for t in (actual ^ expected).nonzero()[0])} is wrong")
+            hint = next((sentence for v, sentence in _partner_variants(H, W, patch, pixel) if torch.equal(actual, v)), "")
+            raise CheckFailed(message + (f". Hint: {hint}" if hint else ". Hint: no typical mistake matches; a pixel"
+                                         " (i, j) is at position (i % ph, j % pw) of its patch; it attends to every pixel"
+                                         " at the same position: rows i % ph, i % ph + ph, ..., columns j % pw, j % pw + pw, ..."))
+
+    run_check(
+        "attention_partners",
+        body,
+        f"right on all {len(PARTNER_CASES)} cases (square and non-square maps and patches)",
+    )
+
+
 # ------------------------------------------------------------------------------------------- chapter 5
 # (description, channels, transformer_dim, depth, x shape)
 BLOCK_CASES = [
@@ -137,58 +216,100 @@ BLOCK_CASES = [
 ]
 
 
-def _global_rep_variant(block, y, layout="patches", final_norm=True, mode="bilinear"):
-    """The block's global representation, or a typical wrong version of it, from its own submodules."""
+def _global_rep_variant(block, y, layout="patches", final_norm=True, mode="bilinear", norm_first=False,
+                        fold_order="b p", align_corners=False):
+    """The block's global representation, or a typical wrong version of it, from its own submodules.
+
+    layout: "patches" (right: (B*P, N, d)), "pixels" ((B*N, P, d): across the pixels of a patch) or
+    "all" ((B, H*W, d): every pixel, ViT-style); mode: how a map that is not a multiple of the patch
+    size is brought to one ("bilinear", "nearest" or "pad" with zeros, then cropped)."""
     B, d, H, W = y.shape
+    if layout == "all":
+        tokens = rearrange(y, "b d h w -> b (h w) d")
+        tokens = block.transformer(block.norm(tokens) if norm_first else tokens)
+        tokens = tokens if norm_first or not final_norm else block.norm(tokens)
+        return rearrange(tokens, "b (h w) d -> b d h w", h=H)
     ph, pw = block.patch_size
     Hp, Wp = math.ceil(H / ph) * ph, math.ceil(W / pw) * pw
-    resize = {"mode": mode} if mode == "nearest" else {"mode": mode, "align_corners": False}
+    resize = {"mode": mode} if mode == "nearest" else {"mode": mode, "align_corners": align_corners}
     if (Hp, Wp) != (H, W):
-        y = F.interpolate(y, size=(Hp, Wp), **resize)
+        y = F.pad(y, (0, Wp - W, 0, Hp - H)) if mode == "pad" else F.interpolate(y, size=(Hp, Wp), **resize)
     patches = unfold_patches(y, block.patch_size)  # (B, P, N, d)
     P, N = patches.shape[1:3]
     if layout == "patches":  # right: attention across the N patches, one sequence per position p
         tokens = rearrange(patches, "b p n d -> (b p) n d")
     else:  # wrong: attention across the P pixels of each patch
         tokens = rearrange(patches, "b p n d -> (b n) p d")
-    tokens = block.transformer(tokens)
-    if final_norm:
-        tokens = block.norm(tokens)
+    if norm_first:
+        tokens = block.transformer(block.norm(tokens))
+    else:
+        tokens = block.transformer(tokens)
+        if final_norm:
+            tokens = block.norm(tokens)
     if layout == "patches":
-        patches = rearrange(tokens, "(b p) n d -> b p n d", p=P)
+        patches = rearrange(tokens, f"({fold_order}) n d -> b p n d", p=P)
     else:
         patches = rearrange(tokens, "(b n) p d -> b p n d", n=N)
     y = fold_patches(patches, (Hp, Wp), block.patch_size)
     if (Hp, Wp) != (H, W):
-        y = F.interpolate(y, size=(H, W), **resize)
+        y = y[:, :, :H, :W] if mode == "pad" else F.interpolate(y, size=(H, W), **resize)
     return y
 
 
 def _block_variants(block, x):
-    """Outputs of the typical wrong forwards, computed from the reference block's submodules."""
+    """{name: output} of the typical wrong forwards, computed from the reference block's submodules."""
     y = block.local_rep(x)
+
+    def fused(**options):
+        return block.fusion(torch.cat([x, block.conv_proj(_global_rep_variant(block, y, **options))], 1))
+
     right = block.conv_proj(_global_rep_variant(block, y))
     variants = {
         "concat_order": block.fusion(torch.cat([right, x], dim=1)),
-        "no_final_norm": block.fusion(torch.cat([x, block.conv_proj(_global_rep_variant(block, y, final_norm=False))], 1)),
-        "across_pixels": block.fusion(torch.cat([x, block.conv_proj(_global_rep_variant(block, y, layout="pixels"))], 1)),
+        "no_final_norm": fused(final_norm=False),
+        "norm_first": fused(norm_first=True),
+        "across_pixels": fused(layout="pixels"),
+        "all_pixels": fused(layout="all"),
         "residual": x + block.fusion(torch.cat([x, right], dim=1)),
+        "no_conv_kxk": block.fusion(torch.cat([x, block.conv_proj(_global_rep_variant(block, block.local_rep.conv_1x1(x)))], 1)),
+        "concat_local": block.fusion(torch.cat([block.local_rep.conv_kxk(x), right], dim=1)),
     }
+    if x.shape[0] > 1:
+        variants["fold_order"] = fused(fold_order="p b")
     if tuple(x.shape[-2:]) != tuple(math.ceil(s / p) * p for s, p in zip(x.shape[-2:], block.patch_size)):
-        variants["nearest"] = block.fusion(
-            torch.cat([x, block.conv_proj(_global_rep_variant(block, y, mode="nearest"))], 1)
-        )
+        variants["nearest"] = fused(mode="nearest")
+        variants["pad"] = fused(mode="pad")
+        variants["align_corners"] = fused(align_corners=True)
     return variants
 
 
 BLOCK_HINTS = {
     "concat_order": "you concatenate [y, x]; the fusion's weights expect the block's input first: torch.cat([x, y], dim=1)",
     "no_final_norm": "you forgot the LayerNorm after the transformer layers: tokens = self.norm(self.transformer(tokens))",
+    "norm_first": "the block's LayerNorm comes *after* the transformer layers (each layer normalises its own"
+    " input already): tokens = self.norm(self.transformer(tokens))",
     "across_pixels": "your attention runs across the P pixels of each patch, (B*N, P, d); MobileViT's runs across"
     " the N patches, separately for each pixel position: (B*P, N, d)",
+    "all_pixels": "your transformer runs over all H*W pixels as one sequence, (B, H*W, d), as a ViT over every pixel"
+    " would; MobileViT unfolds into patches first and runs across the N patches per position: (B*P, N, d)",
     "residual": "the MobileViT block has no residual add of its own: return the fusion's output as it is",
+    "no_conv_kxk": "you skipped the local representation's 3x3 convolution: call the whole self.local_rep"
+    " (conv_kxk, then conv_1x1)",
+    "concat_local": "concatenate the block's *input* x, not the output of the local 3x3 convolution:"
+    " self.fusion(torch.cat([x, y], dim=1))",
+    "fold_order": "you merge the tokens as (b p) but split them back as (p b): use the same order both ways,"
+    " rearrange(tokens, '(b p) n d -> b p n d', b=B)",
     "nearest": "resize with mode='bilinear' (align_corners=False), as timm and ml-cvnets do, not 'nearest'",
+    "pad": "you pad the map with zeros to a multiple of the patch size; MobileViT resizes it bilinearly"
+    " (F.interpolate, mode='bilinear', align_corners=False) and back, so that no token is padding",
+    "align_corners": "resize with align_corners=False, as timm does (F.interpolate(..., mode='bilinear', align_corners=False))",
 }
+
+BLOCK_CLOSING_HINT = (
+    "no typical mistake matches; re-read 'The block, step by step' in chapter 5: y = self.local_rep(x); resize to"
+    " a multiple of the patch size if needed; unfold, (B*P, N, d), self.transformer, self.norm, fold, resize back;"
+    " then self.fusion(torch.cat([x, self.conv_proj(y)], dim=1))"
+)
 
 
 def _explain_block_crash(error, C, d, H, W, patch_size):
@@ -239,13 +360,15 @@ def check_mobilevit_block(cls):
                     if hint:
                         raise CheckFailed(f"{str(error).rstrip('.')}. Hint: {hint}") from error.__cause__
                     raise
-                variants = _block_variants(reference, x)
-            hints = [
-                (lambda a, e, v=variants[name]: torch.allclose(a, v, atol=1e-5, rtol=1e-4), BLOCK_HINTS[name])
-                for name in BLOCK_HINTS
-                if name in variants
-            ]
-            expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=hints)
+                right = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.allclose(
+                    actual, expected, atol=1e-5, rtol=1e-4)
+                variants = {} if right else _block_variants(reference, x)  # only when wrong
+            hint = matching_hint(actual, [(variants[name], BLOCK_HINTS[name]) for name in BLOCK_HINTS if name in variants])
+            with_closing_hint(
+                lambda: expect_close(actual, expected, case, atol=1e-5, rtol=1e-4,
+                                     hints=[(lambda a, e: True, hint)] if hint else ()),
+                BLOCK_CLOSING_HINT,
+            )
 
     run_check(
         "MobileViTBlock",
@@ -254,13 +377,83 @@ def check_mobilevit_block(cls):
     )
 
 
+# (description, C, d, L, H, W, patch_size)
+BLOCK_MACS_CASES = [
+    ("MobileViT-XXS's stages.2 block on its 32x32 map (256x256 image)", 48, 64, 2, 32, 32, 2),
+    ("C = 16, d = 24, one layer, 8x12 map", 16, 24, 1, 8, 12, 2),
+    ("a 7x9 map, resized to 8x10 for the 2x2 patches: C = 16, d = 32, L = 2", 16, 32, 2, 7, 9, 2),
+    ("4x4 patches on a 16x16 map: C = 8, d = 16, L = 3", 8, 16, 3, 16, 16, 4),
+]
+
+
+ONE_1X1 = ("you left out one of the two 1x1 convolutions, C d H W multiply-adds each: the local representation's"
+           " conv_1x1 (C -> d) or conv_proj (d -> C) after the transformer")
+
+
+def block_macs_variants(C, d, L, H, W, patch):
+    """The multiply-adds of MobileViTBlock(C, d, L, patch_size=patch) on (1, C, H, W), then the typical
+    wrong counts as (value, sentence)."""
+    Hp, Wp = math.ceil(H / patch) * patch, math.ceil(W / patch) * patch
+    P = patch * patch
+
+    def macs(fusion_in=2 * C, proj=True, local_1x1=True, layers=L, size=(Hp, Wp), attention="patches"):
+        h, w = size
+        N = h * w // P
+        linear = h * w * d * d * 8  # per layer, over all P*N = h*w tokens: qkv 3d^2 + proj d^2 + MLP 2 * 2d^2
+        attn = {"patches": P * 2 * N * N * d, "all": 2 * (h * w) ** 2 * d, "pixels": N * 2 * P * P * d,
+                "one_position": 2 * N * N * d}[attention]
+        convs = 9 * C * C * H * W + (C * d * H * W if local_1x1 else 0) + (d * C * H * W if proj else 0)
+        return convs + 9 * fusion_in * C * H * W + layers * (linear + attn)
+
+    return macs(), [
+        (macs(fusion_in=C), "the fusion convolution reads the concatenation [x, y]: 2C input channels,"
+         " 9 * 2C * C * H * W"),
+        # the two 1x1 convolutions cost the same, C d H W each: one sentence names both
+        (macs(proj=False), ONE_1X1),
+        (macs(local_1x1=False), ONE_1X1),
+        (macs(layers=1) if L > 1 else None, f"the block has L = {L} transformer layers: count each"),
+        (macs(attention="all"), "your attention term is 2 (HW)^2 d, one sequence over every pixel; MobileViT's"
+         " runs across the N = HW / P patches, once per position: P * 2 N^2 d = 2 (HW)^2 d / P"),
+        (macs(attention="pixels"), "your attention runs across the P pixels of each patch (N * 2 P^2 d);"
+         " MobileViT's runs across the N patches, once per position: P * 2 N^2 d"),
+        (macs(attention="one_position"), "there are P sequences of N patches (one per pixel position), each"
+         " costing 2 N^2 d: multiply the attention term by P"),
+        (macs(size=(H, W)) if (Hp, Wp) != (H, W) else None, f"the transformer runs on the map resized to the next"
+         f" multiple of the patch size, {Hp}x{Wp}, so N = {Hp}*{Wp} / P (the convolutions stay at {H}x{W})"),
+    ]
+
+
+def check_mobilevit_block_macs(fn):
+    """Check `fn(C, d, L, H, W, patch_size)` -> the multiply-adds of `MobileViTBlock(C, d, L, patch_size)`
+    on one C x H x W map against `count_macs` (PyTorch's flop counter: convolutions and matmuls,
+    attention as matmuls; BatchNorm, LayerNorm, activations, softmax and the resizing not counted), on
+    XXS's stages.2 block, a map that is resized, and 4x4 patches."""
+
+    def body():
+        for description, C, d, L, H, W, patch in BLOCK_MACS_CASES:
+            case = f"case '{description}' (mobilevit_block_macs(C={C}, d={d}, L={L}, H={H}, W={W}, patch_size={patch}))"
+            with torch.device("meta"):  # shapes only: counting needs no numbers, and costs no time
+                block, x = MobileViTBlock(C, d, L, patch_size=patch), torch.zeros(1, C, H, W)
+            expected = count_macs(block, x)
+            right, variants = block_macs_variants(C, d, L, H, W, patch)
+            assert right == expected, (right, expected)  # the formula the hints are built on is right
+            actual = call(fn, C, d, L, H, W, patch, case=case)
+            expect_number(actual, expected, case, "multiply-add count", [v for v in variants if v[0] is not None])
+
+    run_check(
+        "mobilevit_block_macs",
+        body,
+        f"your count equals count_macs on all {len(BLOCK_MACS_CASES)} blocks",
+    )
+
+
 # ------------------------------------------------------------------------------------------- chapter 6
 XXS_PARAMETERS = 1_272_024  # timm's mobilevit_xxs; the paper's 1.3 M
 
 FIELD_HINTS = {
     "channels": "the stage's output channels (the paper's table, column XXS)",
-    "num_mv2": "stage 1 has one MV2 block, stage 2 three, stages 3-5 one MV2 block before the MobileViT block",
-    "stride": "the first MV2 block of stage 1 keeps the size (stride 1); every later stage halves it (stride 2)",
+    "num_mv2": "stages.0 has one MV2 block, stages.1 three, stages.2 to stages.4 one MV2 block before the MobileViT block",
+    "stride": "the MV2 block of stages.0 keeps the size (stride 1); every later stage halves it (stride 2)",
     "transformer_dim": "d, the transformer width of the stage's MobileViT block (None: no MobileViT block)",
     "depth": "L, the number of transformer layers of the stage's MobileViT block (0 without one)",
     "expand_ratio": "XXS expands its MV2 blocks by 2; XS and S by 4",
@@ -280,12 +473,12 @@ def _compare_config(cfg):
         raise CheckFailed(f"stages: yours has {n} stages; XXS has {len(XXS.stages)} (after the stem, five stages of strides 1, 2, 2, 2, 2)")
     for k, (mine, ref) in enumerate(zip(cfg.stages, XXS.stages)):
         if not isinstance(mine, StageConfig):
-            raise CheckFailed(f"stage {k + 1} (stages[{k}]) is a {type(mine).__name__}; expected a StageConfig")
+            raise CheckFailed(f"stages.{k} (stages[{k}]) is a {type(mine).__name__}; expected a StageConfig")
         for field in dataclasses.fields(StageConfig):
             got, want = getattr(mine, field.name), getattr(ref, field.name)
             if got != want:
                 raise CheckFailed(
-                    f"stage {k + 1} (stages[{k}]): {field.name} is {got!r}; expected {want!r}."
+                    f"stages.{k} (stages[{k}]): {field.name} is {got!r}; expected {want!r}."
                     f" Hint: {FIELD_HINTS[field.name]}"
                 )
     for field in dataclasses.fields(MobileViTConfig):
@@ -375,4 +568,71 @@ def check_mobilevit_forward(cls):
         "MobileViT.forward",
         body,
         f"equals the package's on all {len(FORWARD_CASES)} cases (batch 1 and 2, 96x64)",
+    )
+
+
+# (description, H, W) of the input image
+SIZE_CASES = [
+    ("256x256, the paper's size", 256, 256),
+    ("224x224", 224, 224),
+    ("250x250", 250, 250),
+    ("non-square 200x264", 200, 264),
+    ("odd 97x131", 97, 131),
+]
+
+
+def stage_size_variants(H, W):
+    """The right sizes (stem, stages.0 ... stages.4) and the typical wrong ones, as (value, sentence)."""
+
+    def sizes(halve=lambda n: (n + 1) // 2, stem=True, stage0=False):
+        h, w = H, W
+        out = []
+        for k, stride in enumerate((2, 1, 2, 2, 2, 2)):
+            if (stride == 2 and (k > 0 or stem)) or (k == 1 and stage0):
+                h, w = halve(h), halve(w)
+            out.append((h, w))
+        return out
+
+    return sizes(), [
+        (sizes(halve=lambda n: n // 2), "a 3x3 stride-2 convolution with padding 1 gives ceil(n / 2) = (n + 1) // 2"
+         " rows and columns (conv_output_size(n, 3, 2, 1)), not n // 2"),
+        (sizes(stem=False), "the stem halves the image too: a 3x3 convolution with stride 2"),
+        (sizes(stage0=True), "stages.0 keeps the size (its MV2 block has stride 1); stages.1 to stages.4 halve it"),
+    ]
+
+
+def check_stage_sizes(fn):
+    """Check `fn(H, W)` -> the spatial sizes [(h, w) of the stem's output, then of stages.0 ... stages.4]
+    of MobileViT for an H x W image, against the sizes of the package's network's feature maps, on
+    256x256, 224x224, 250x250, 200x264 and 97x131."""
+
+    def body():
+        with torch.device("meta"):  # shapes only: the network runs on shapes, without numbers
+            model = MobileViT(XXS).eval()
+        for description, H, W in SIZE_CASES:
+            case = f"case '{description}' (stage_sizes({H}, {W}))"
+            with torch.no_grad(), torch.device("meta"):
+                x = torch.zeros(1, 3, H, W)
+                expected = [tuple(model.stem(x).shape[-2:])] + [tuple(f.shape[-2:]) for f in model.features(x)]
+            right, variants = stage_size_variants(H, W)
+            assert right == expected, (right, expected)  # the formula the hints are built on is right
+            actual = call(fn, H, W, case=case)
+            try:
+                actual = [tuple(int(n) for n in size) for size in actual]
+            except (TypeError, ValueError):
+                raise CheckFailed(f"{case}: return a list of (h, w) pairs, one for the stem and one per stage; got {actual!r}") from None
+            if len(actual) != len(expected):
+                raise CheckFailed(f"{case}: your list has {len(actual)} sizes; expected {len(expected)}: the stem's"
+                                  " output, then stages.0, stages.1, stages.2, stages.3 and stages.4")
+            if actual != expected:
+                k = next(i for i, (a, e) in enumerate(zip(actual, expected)) if a != e)
+                where = "the stem" if k == 0 else f"stages.{k - 1}"
+                message = f"{case}: your size for {where} is {actual[k]}; expected {expected[k]}"
+                matches = {sentence for value, sentence in variants if value == actual and value != expected}
+                raise CheckFailed(message + (f". Hint: {matches.pop()}" if len(matches) == 1 else ""))
+
+    run_check(
+        "stage_sizes",
+        body,
+        f"the network's feature map sizes on all {len(SIZE_CASES)} image sizes",
     )
