@@ -5,6 +5,8 @@
 # with `jupyter-book build .`: incremental (only changed pages are rebuilt) and executing nothing
 # (execute_notebooks is "off": the notebooks are committed executed), then the lecture decks
 # (scripts/slides.py, into _build/slides/ and a copy in _build/html/slides/). Prints the page to open.
+# Before the build, scripts/book_assets.sh copies MathJax 3 from npm into vendor/book/static/ (once;
+# needs npm), which the book serves itself so that it reads offline.
 # For the strict build the tests do (from scratch, warnings as errors): bash scripts/test.sh.
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
@@ -13,6 +15,8 @@ fi
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/_ensure_env.sh
 source scripts/_ensure_env.sh
+# the files the book serves itself so that it reads offline (MathJax 3 from npm, once)
+bash scripts/book_assets.sh
 jupyter-book build .
 # the lecture decks (book/lecturers.md links them): _build/slides/, and a copy inside the book
 python scripts/slides.py

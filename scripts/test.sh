@@ -8,13 +8,19 @@
 #                            generates from solutions/, every notebook is in the book's TOC
 #   2. nbval                 re-runs every notebook in chapters/ solutions/ exercises/ book/ and
 #                            compares each output with the committed one (nbval_sanitize.cfg)
-#   3. book                  builds the book from scratch in a temporary folder, warnings as errors
+#   3. book                  vendors MathJax 3 for the book (scripts/book_assets.sh, npm; once), then
+#                            builds the book from scratch in a temporary folder, warnings as errors
 #   4. rendered pages        reads every built notebook page (Colab link, no live widget, animations
 #                            described and playing), then screenshots pages in headless Chromium
 #                            and checks them; chromium is installed with apt-get when missing and
 #                            running as root (CI), else the screenshots are skipped with a message
-#   5. slides                builds the lecture decks (scripts/slides.py) and opens two of them in
+#   5. offline pages         opens the built pages in Chromium with the network unreachable: math
+#                            typeset, images and animations shown, no request leaves the machine
+#                            (scripts/check_offline.py; skipped with a message without chromium)
+#   6. slides                builds the lecture decks (scripts/slides.py) and opens two of them in
 #                            headless Chromium with the network unreachable: slides, math, figures
+#   7. Colab install path    the install cell in a fresh venv that has only torch (as Colab), then a
+#                            chapter and an exercise run there (scripts/check_colab_install.py; PyPI)
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
     sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0
@@ -83,6 +89,7 @@ step "nbval (notebooks)" nbval
 
 book_tmp=$(mktemp -d "${TMPDIR:-/tmp}/mobilevit-book.XXXXXX")
 trap 'rm -rf "$book_tmp"' EXIT
+step "book assets (MathJax)" bash scripts/book_assets.sh
 step "book (-W, from scratch)" jupyter-book build . --all -W -n --keep-going --path-output "$book_tmp"
 
 # The browser check needs Debian's chromium. As root with apt-get (CI's machine), install it when it
@@ -98,9 +105,11 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v a
 fi
 if command -v chromium >/dev/null 2>&1; then
     step "rendered pages" python scripts/check_html.py --build "$book_tmp/_build"
+    step "offline pages" python scripts/check_offline.py --build "$book_tmp/_build"
 else
     echo "no chromium (it needs root and apt-get: bash scripts/check_html.sh): screenshots SKIPPED"
     step "rendered pages (HTML only)" python scripts/check_html.py --build "$book_tmp/_build" --static-only
+    echo "no chromium: the offline check (scripts/check_offline.py) SKIPPED"
 fi
 
 # The lecture decks (book/lecturers.md): built from the chapters' cells with their JavaScript from
@@ -111,6 +120,10 @@ else
     echo "no chromium: the decks are built but not opened (bash scripts/check_html.sh installs chromium)"
     step "slides (built only)" python scripts/slides.py --out "$book_tmp/slides"
 fi
+
+# Colab's path, last (the slowest step, and the one that needs PyPI): the install cell of the notebooks
+# in a fresh venv that has only torch, then a chapter and an exercise run there.
+step "Colab install path" python scripts/check_colab_install.py
 
 banner "summary"
 printf '%s\n' "${summary[@]}"
