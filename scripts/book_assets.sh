@@ -10,32 +10,23 @@
 #   _static/mathjax/tex-chtml.js (mathjax_path). Not a folder named `_static` in the book: Jupyter
 #   Book 1.x would inject every .js under it into every page.
 # - does nothing, in a few milliseconds, when that is done: the copy leaves a stamp
-#   vendor/book/static/.installed-<hash of package-lock.json and this file>.
+#   vendor/book/static/.installed-<hash> (scripts/_npm_vendor.sh, shared with slides_assets.sh).
 # Needs Node's npm (Debian: apt-get install npm; GitHub's runners have it). Everything it writes is
 # ignored by git (.gitignore).
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
     sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0
 fi
-self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
-cd "$(dirname "$self")/../vendor/book"
-stamp="static/.installed-$(cat package-lock.json "$self" | sha256sum | cut -c1-16)"
-[ -f "$stamp" ] && exit 0
+# shellcheck source=scripts/_npm_vendor.sh
+source "$(dirname "$0")/_npm_vendor.sh"
 
-if ! command -v npm >/dev/null 2>&1; then
-    echo "npm is missing: the book serves MathJax itself (to read offline) and takes it from npm." >&2
-    echo "Install Node.js's npm (Debian: apt-get install npm), then run this command again." >&2
-    exit 1
-fi
-echo "== vendoring MathJax 3 for the book (npm ci in vendor/book)"
-npm ci --no-audit --no-fund --loglevel=error
-src=node_modules/mathjax/es5
-rm -rf static
-mkdir -p static/mathjax/input static/mathjax/output
-cp node_modules/mathjax/LICENSE static/mathjax/LICENSE
-cp "$src/tex-chtml.js" static/mathjax/
-cp -R "$src/input/tex" static/mathjax/input/            # autoloaded and \require'd TeX extensions
-cp -R "$src/output/chtml" static/mathjax/output/        # the CHTML fonts (woff2)
-cp -R "$src/ui" "$src/a11y" "$src/sre" static/mathjax/  # the menu, accessibility, speech rules
-touch "$stamp"
-echo "== MathJax $(node -p 'require("./node_modules/mathjax/package.json").version' 2>/dev/null || echo 3) in vendor/book/static/mathjax ($(du -sh static/mathjax | cut -f1))"
+copy_mathjax() {
+    local src=node_modules/mathjax/es5
+    mkdir -p static/mathjax/input static/mathjax/output
+    cp node_modules/mathjax/LICENSE static/mathjax/LICENSE
+    cp "$src/tex-chtml.js" static/mathjax/
+    cp -R "$src/input/tex" static/mathjax/input/            # autoloaded and \require'd TeX extensions
+    cp -R "$src/output/chtml" static/mathjax/output/        # the CHTML fonts (woff2)
+    cp -R "$src/ui" "$src/a11y" "$src/sre" static/mathjax/  # the menu, accessibility, speech rules
+}
+npm_vendor book static "MathJax 3 for the book" copy_mathjax

@@ -8,45 +8,36 @@
 #   vendor/slides/node_modules/), and only what the decks use is copied into vendor/slides/lib/:
 #   reveal.js's dist/ and notes plugin, require.js, jquery.min.js, Font Awesome 4's CSS and woff fonts
 #   (the buttons of matplotlib's animation player), and MathJax 2's combined
-#   TeX-AMS_CHTML-full configuration with the CHTML output and its TeX woff fonts (about 5 MB of
-#   MathJax's 73 MB), each with its LICENSE.
+#   TeX-AMS_CHTML-full configuration with the CHTML output and its TeX woff fonts (7.5 MB of
+#   MathJax's 73 MB), each with its licence.
 # - does nothing, in a few milliseconds, when that is done: the copy leaves a stamp
-#   vendor/slides/lib/.installed-<hash of package-lock.json and this file>.
+#   vendor/slides/lib/.installed-<hash> (scripts/_npm_vendor.sh, shared with book_assets.sh).
 # Needs Node's npm (Debian: apt-get install npm). Everything it writes is ignored by git.
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
     sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0
 fi
-self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
-cd "$(dirname "$self")/../vendor/slides"
-stamp="lib/.installed-$(cat package-lock.json "$self" | sha256sum | cut -c1-16)"
-[ -f "$stamp" ] && exit 0
+# shellcheck source=scripts/_npm_vendor.sh
+source "$(dirname "$0")/_npm_vendor.sh"
 
-if ! command -v npm >/dev/null 2>&1; then
-    echo "npm is missing: the decks serve reveal.js and MathJax themselves (to open offline) and take them from npm." >&2
-    echo "Install Node.js's npm (Debian: apt-get install npm), then run this command again." >&2
-    exit 1
-fi
-echo "== vendoring reveal.js, require.js, jQuery and MathJax 2 for the decks (npm ci in vendor/slides)"
-npm ci --no-audit --no-fund --loglevel=error
-m=node_modules
-rm -rf lib
-mkdir -p lib/reveal.js/plugin lib/mathjax/jax/output lib/mathjax/fonts/HTML-CSS/TeX lib/requirejs lib/jquery
-cp -R $m/reveal.js/dist $m/reveal.js/LICENSE lib/reveal.js/
-rm -f lib/reveal.js/dist/*.map lib/reveal.js/dist/reveal.esm.js
-cp -R $m/reveal.js/plugin/notes lib/reveal.js/plugin/
-cp $m/requirejs/require.js lib/requirejs/
-cp $m/jquery/dist/jquery.min.js $m/jquery/LICENSE.txt lib/jquery/
-cp $m/mathjax/MathJax.js $m/mathjax/LICENSE lib/mathjax/
-mkdir -p lib/mathjax/config
-cp $m/mathjax/config/TeX-AMS_CHTML-full.js lib/mathjax/config/   # the one configuration the template asks for
-cp -R $m/mathjax/config/local lib/mathjax/config/
-cp -R $m/mathjax/extensions $m/mathjax/localization lib/mathjax/
-cp -R $m/mathjax/jax/input $m/mathjax/jax/element lib/mathjax/jax/
-cp -R $m/mathjax/jax/output/CommonHTML lib/mathjax/jax/output/
-cp -R $m/mathjax/fonts/HTML-CSS/TeX/woff lib/mathjax/fonts/HTML-CSS/TeX/
-mkdir -p lib/font-awesome/css lib/font-awesome/fonts   # the buttons of matplotlib's animation player
-cp $m/font-awesome/css/font-awesome.min.css lib/font-awesome/css/
-cp $m/font-awesome/fonts/fontawesome-webfont.woff2 $m/font-awesome/fonts/fontawesome-webfont.woff lib/font-awesome/fonts/
-touch "$stamp"
-echo "== reveal.js $(node -p 'require("./node_modules/reveal.js/package.json").version'), MathJax $(node -p 'require("./node_modules/mathjax/package.json").version') in vendor/slides/lib ($(du -sh lib | cut -f1))"
+copy_decks_js() {
+    local m=node_modules
+    mkdir -p lib/reveal.js/plugin lib/mathjax/jax/output lib/mathjax/fonts/HTML-CSS/TeX lib/requirejs lib/jquery
+    cp -R $m/reveal.js/dist $m/reveal.js/LICENSE lib/reveal.js/
+    rm -f lib/reveal.js/dist/*.map lib/reveal.js/dist/reveal.esm.js
+    cp -R $m/reveal.js/plugin/notes lib/reveal.js/plugin/
+    cp $m/requirejs/require.js lib/requirejs/
+    cp $m/jquery/dist/jquery.min.js $m/jquery/LICENSE.txt lib/jquery/
+    cp $m/mathjax/MathJax.js $m/mathjax/LICENSE lib/mathjax/
+    mkdir -p lib/mathjax/config
+    cp $m/mathjax/config/TeX-AMS_CHTML-full.js lib/mathjax/config/   # the one configuration the template asks for
+    cp -R $m/mathjax/config/local lib/mathjax/config/
+    cp -R $m/mathjax/extensions $m/mathjax/localization lib/mathjax/
+    cp -R $m/mathjax/jax/input $m/mathjax/jax/element lib/mathjax/jax/
+    cp -R $m/mathjax/jax/output/CommonHTML lib/mathjax/jax/output/
+    cp -R $m/mathjax/fonts/HTML-CSS/TeX/woff lib/mathjax/fonts/HTML-CSS/TeX/
+    mkdir -p lib/font-awesome/css lib/font-awesome/fonts   # the buttons of matplotlib's animation player
+    cp $m/font-awesome/css/font-awesome.min.css $m/font-awesome/README.md lib/font-awesome/css/
+    cp $m/font-awesome/fonts/fontawesome-webfont.woff2 $m/font-awesome/fonts/fontawesome-webfont.woff lib/font-awesome/fonts/
+}
+npm_vendor slides lib "reveal.js, require.js, jQuery, MathJax 2 and Font Awesome 4 for the decks" copy_decks_js
