@@ -45,3 +45,23 @@ def convert_timm_state_dict(state_dict):
         model.load_state_dict(convert_timm_state_dict(timm_model.state_dict()))
     """
     return {timm_key_to_edu(k): v for k, v in state_dict.items()}
+
+
+# ------------------------------------------------------------------------------------ MobileViTv2
+# timm's mobilevitv2_* use the same names as v1 for everything v2 shares with it (stem, MV2 blocks,
+# conv_kxk, conv_1x1, transformer.k.norm1/norm2/mlp.fc1/mlp.fc2, norm, conv_proj, head.fc), so the same
+# TIMM_KEY_MAP applies; the separable attention's attn.qkv_proj / attn.out_proj keep their names.
+_V1_ONLY = re.compile(r"(^final_conv\.|\.conv_fusion\.|\.attn\.qkv\.|\.attn\.proj\.)")
+
+
+def convert_timm_v2_state_dict(state_dict):
+    """A timm `mobilevitv2_050 ... _200` state dict -> one that `mobilevit_edu.models_v2.MobileViTv2`
+    loads strictly. Tensors are shared, not copied."""
+    converted = {}
+    for key, value in state_dict.items():
+        if not _KNOWN.match(key) or _V1_ONLY.search(key):
+            raise ValueError(f"state_dict key {key!r} is not a timm MobileViTv2 key (mobilevitv2_050 ... _200)")
+        for pattern, replacement in TIMM_KEY_MAP:
+            key = re.sub(pattern, replacement, key)
+        converted[key] = value
+    return converted
