@@ -1,0 +1,278 @@
+"""Chapter 9: from a training network to an inference one.
+
+- `fold_batchnorm(conv, bn)`: one convolution that computes conv followed by BatchNorm (eval mode).
+- `fuse(model)`: an inference-only copy of a network with every BatchNorm folded into the
+  convolution before it; `.train()` on it raises.
+- `export_onnx(model, path)`: one self-contained ONNX file with a dynamic batch size, through
+  `torch.onnx.export(dynamo=True)`; `onnx_session(path)` runs it with ONNX Runtime;
+  `onnx_operator_counts(path)` says what the graph is made of.
+- `measure_latencies(runs)`: the median time of several ways of running, measured in alternating rounds;
+  `time_by_operation(module, x)`: where the time of a forward pass goes, by kind of operation.
+
+Folding BatchNorm. In eval mode BatchNorm is an affine map per channel c, with the *running*
+statistics mu_c, var_c (not the batch's) and its learnt gamma_c, beta_c:
+
+    BN(y)_c = gamma_c * (y_c - mu_c) / sqrt(var_c + eps) + beta_c = s_c * y_c + (beta_c - s_c * mu_c),
+    s_c = gamma_c / sqrt(var_c + eps).
+
+A convolution's output channel c is y_c = W_c * x + b_c, so BN(conv(x)) is again one convolution:
+W'_c = s_c W_c and b'_c = s_c (b_c - mu_c) + beta_c. In training mode BatchNorm normalises with the
+batch's statistics, which change with every batch: nothing can be folded, hence eval only.
+"""
+
+import collections
+import contextlib
+import copy
+import os
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from ._validate import pair
+
+
+def fold_batchnorm(conv, bn):
+    """A new `nn.Conv2d` equal to `bn(conv(x))` with `bn` in eval mode (its running statistics).
+
+    The result has a bias (the folded shift) even when `conv` has none; `conv` and `bn` are unchanged.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+    if not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(f"bn must be an nn.BatchNorm2d, got {type(bn).__name__}")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(
+            f"bn has {bn.num_features} features but conv has {conv.out_channels} output channels: they must match"
+        )
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("bn has no running statistics (track_running_stats=False): there is nothing to fold")
+    with torch.no_grad():
+        scale = torch.rsqrt(bn.running_var + bn.eps)  # 1 / sqrt(var + eps), (C_out,)
+        if bn.affine:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale  # (C_out,)
+        if bn.affine:
+            shift = shift + bn.bias
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+        folded = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+            conv.groups, bias=True, padding_mode=conv.padding_mode,
+            device=conv.weight.device, dtype=conv.weight.dtype,
+        )
+        folded.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))  # W'_c = s_c W_c
+        folded.bias.copy_(bias * scale + shift)  # b'_c = s_c (b_c - mu_c) + beta_c
+    return folded
+
+
+class Fused(nn.Module):
+    """An inference-only network: `net` with its BatchNorms folded (made by `fuse`).
+
+    Calls `net` unchanged: same inputs, same outputs, same `state_dict` under the prefix `net.`.
+    It cannot go back to training mode: the batch statistics BatchNorm needs are gone.
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        super().train(False)
+
+    def train(self, mode=True):
+        if mode:
+            raise RuntimeError(
+                "this network was fused for inference (fuse(model)): its BatchNorms are folded into the"
+                " convolutions, so it cannot be trained. Train the original model, then call fuse() again"
+            )
+        return super().train(False)
+
+    def forward(self, x):
+        if any(m.training for m in self.net.modules()):
+            raise RuntimeError(
+                "part of this fused network was put in training mode (e.g. fused.net.train()): a fused"
+                " network is for inference only. Call fused.eval(), or train the original model"
+            )
+        return self.net(x)
+
+
+def _fold_children(parent):
+    """Fold each BatchNorm child of `parent` into the Conv2d child registered just before it. Returns
+    how many were folded. Registration order is forward order in an nn.Sequential and in the modules
+    that `fuse` documents; `fuse` checks the rest."""
+    children = list(parent.named_children())
+    folded = 0
+    for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            setattr(parent, conv_name, fold_batchnorm(conv, bn))
+            if type(bn) is nn.BatchNorm2d:
+                setattr(parent, bn_name, nn.Identity())
+            elif isinstance(getattr(bn, "act", None), nn.Module) and isinstance(getattr(bn, "drop", None), nn.Module):
+                # timm's BatchNormAct2d is BN -> dropout -> activation in one module: keep the last two
+                setattr(parent, bn_name, nn.Sequential(bn.drop, bn.act))
+            else:
+                raise TypeError(f"fuse() does not know how to remove a {type(bn).__name__} after folding it")
+            folded += 1
+    return folded
+
+
+def fuse(model):
+    """An eval-only copy of `model` with every BatchNorm folded into the convolution just before it.
+
+    The copy is a `Fused` module around the folded network: same outputs (to float rounding) in
+    eval mode, fewer operations, no BatchNorm left. `model` itself is unchanged. Works on
+    mobilevit_edu's networks and blocks (every BatchNorm follows its conv inside a ConvNormAct) and on
+    timm's MobileNetV2/EfficientNet family (conv followed by a BatchNormAct2d). A BatchNorm that does
+    not directly follow a convolution is an error, not silently left in place.
+
+    Raises ValueError when `model` is in training mode: folding uses the running statistics,
+    which only eval mode uses. Call `model.eval()` first.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(model, Fused):
+        raise ValueError("model is already fused")
+    training = [name or "(the model)" for name, m in model.named_modules() if m.training]
+    if training:
+        raise ValueError(
+            f"model is in training mode ({len(training)} module(s), e.g. {training[0]}): folding BatchNorm uses"
+            " its running statistics, which only eval mode uses. Call model.eval() first"
+        )
+    net = copy.deepcopy(model)
+    for module in list(net.modules()):
+        _fold_children(module)
+    left = [name for name, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        raise ValueError(
+            f"{len(left)} BatchNorm(s) do not directly follow a Conv2d and cannot be folded, e.g. {left[0]}"
+        )
+    return Fused(net)
+
+
+# ------------------------------------------------------------------------------------------- ONNX
+def export_onnx(model, path, image_size=256, opset_version=None):
+    """Export `model` (eval mode) to one self-contained ONNX file at `path` and return the path.
+
+    Uses `torch.onnx.export(..., dynamo=True, external_data=False)`: the graph comes from
+    `torch.export`, the weights are stored inside the file, and the batch dimension is dynamic
+    (the input is named "image", the output "logits"); height and width are fixed to `image_size`
+    (an int or (H, W)). Needs the packages onnx and onnxscript.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if model.training:
+        raise ValueError("model is in training mode: call model.eval() before exporting it")
+    H, W = pair(image_size, "image_size")
+    in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    example = torch.rand(2, in_chans, H, W)  # batch 2: a batch of 1 would be specialised as a constant
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.onnx.export(
+        model, (example,), str(path), dynamo=True, external_data=False, input_names=["image"],
+        output_names=["logits"], dynamic_shapes=({0: batch},), opset_version=opset_version, verbose=False,
+    )
+    return path
+
+
+def onnx_session(path, num_threads=2):
+    """An ONNX Runtime inference session on the CPU, with `num_threads` intra-op threads, no
+    spinning (idle worker threads would otherwise keep a core busy and slow whatever runs next) and
+    denormal floats flushed to zero (as `torch.set_flush_denormal(True)` does for PyTorch)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, x):
+    """Run an ONNX Runtime session on a torch tensor `x` and return its first output as a tensor."""
+    name = session.get_inputs()[0].name
+    return torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy()})[0])
+
+
+def onnx_operator_counts(path):
+    """How many nodes of each operator type the ONNX graph at `path` has (functions inlined), most first."""
+    import onnx
+    import onnx.inliner
+
+    graph = onnx.inliner.inline_local_functions(onnx.load(str(path))).graph
+    return collections.Counter(node.op_type for node in graph.node).most_common()
+
+
+# ------------------------------------------------------------------------------------------ latency
+def measure_latencies(runs, rounds=20, warmup=3):
+    """Median seconds of each callable in `runs` (a dict name -> function of no arguments), measured in
+    alternating rounds: each round calls every function once, starting one further along each time,
+    so that all of them see the same machine state. PyTorch work should run in inference mode (the
+    callers' job). Returns a dict name -> median seconds. Timings vary from run to run: compare them
+    within one call, never across machines or runs."""
+    if rounds < 1 or warmup < 0:
+        raise ValueError(f"rounds must be >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
+    if not runs:
+        raise ValueError("runs is empty: give a dict name -> function to time")
+    names = list(runs)
+    for _ in range(warmup):
+        for name in names:
+            runs[name]()
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:  # rotate who goes first
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+# (kind, substrings of PyTorch operator names): the first kind that matches an operator gets its time
+OPERATION_KINDS = (
+    ("convolution", ("conv",)),
+    ("BatchNorm", ("batch_norm",)),
+    ("LayerNorm", ("layer_norm",)),
+    ("attention (softmax(q k^T) v)", ("attention", "softmax", "bmm")),
+    ("linear layers (qkv, proj, FFN)", ("addmm", "aten::mm", "aten::linear")),
+    ("activation (SiLU)", ("silu", "sigmoid")),
+    ("copies (unfold/fold, concat)", ("copy_", "clone", "aten::cat", "contiguous")),
+    ("additions (residuals)", ("aten::add",)),
+)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence what C++ code writes to file descriptor 2 (the profiler logs its start and stop there,
+    and a missing GPU as an error); Python's own sys.stderr is untouched."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def time_by_operation(module, x, repeat=10, warmup=2):
+    """Where the time of `module(x)` goes: seconds per forward pass for each kind of operation of
+    OPERATION_KINDS (and "other"), from the self CPU time that `torch.profiler` records over `repeat`
+    passes in inference mode. The profiler adds a little overhead of its own; the shares are the point."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            module(x)
+        with _quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(repeat):
+                module(x)
+    seconds = {kind: 0.0 for kind, _ in OPERATION_KINDS}
+    seconds["other"] = 0.0
+    for event in prof.key_averages():
+        kind = next((k for k, keys in OPERATION_KINDS if any(key in event.key for key in keys)), "other")
+        seconds[kind] += event.self_cpu_time_total / 1e6 / repeat  # microseconds over all passes -> s per pass
+    return seconds

@@ -1,0 +1,138 @@
+"""The check of chapter 9's exercise: the reference passes, a stub is "not implemented yet", and wrong
+folds that look right are rejected with a message that names the mistake."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mobilevit_edu import deploy
+from mobilevit_edu.checks import CheckFailed, check_fold_batchnorm
+
+
+def stub(conv, bn):
+    raise NotImplementedError("write your code here")
+
+
+def student_fold(conv, bn, *, eps=True, gamma=True, beta=True, mean=True, conv_bias="scaled", keep_bias=True,
+                 stats="running", in_place=False, axis="out"):
+    """A student's fold_batchnorm with switches for the typical mistakes."""
+    if stats == "running":
+        mu, var = bn.running_mean, bn.running_var
+    else:  # the statistics of a batch: what BatchNorm uses in training mode, and a fold must not
+        with torch.no_grad():
+            y = conv(torch.randn(8, conv.in_channels, 16, 16, generator=torch.Generator().manual_seed(1)))
+        mu, var = y.mean(dim=(0, 2, 3)), y.var(dim=(0, 2, 3), unbiased=False)
+    scale = 1 / torch.sqrt(var + (bn.eps if eps else 0.0))
+    if gamma:
+        scale = scale * bn.weight
+    b = conv.bias if conv.bias is not None else torch.zeros_like(mu)
+    bias = {"scaled": b * scale, "unscaled": b, "dropped": 0 * b}[conv_bias]
+    if mean:
+        bias = bias - mu * scale
+    if beta:
+        bias = bias + bn.bias
+    folded = conv if in_place else copy.deepcopy(conv)
+    if keep_bias and folded.bias is None:
+        folded.bias = nn.Parameter(torch.zeros(conv.out_channels))
+    with torch.no_grad():
+        shape = (-1, 1, 1, 1) if axis == "out" else (1, -1, 1, 1)
+        folded.weight.copy_(conv.weight * scale.reshape(shape).expand_as(conv.weight) if axis == "out"
+                            else conv.weight * scale[: conv.weight.shape[1]].reshape(shape))
+        if keep_bias:
+            folded.bias.copy_(bias)
+    return folded
+
+
+def assert_rejected(answer, *fragments):
+    with pytest.raises(CheckFailed) as info:
+        check_fold_batchnorm(answer)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in the message: {message}"
+    return message
+
+
+def test_reference_passes(capsys):
+    check_fold_batchnorm(deploy.fold_batchnorm)
+    assert capsys.readouterr().out.startswith("✓ fold_batchnorm")
+
+
+def test_student_like_solution_passes(capsys):
+    check_fold_batchnorm(student_fold)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+def test_torch_fuse_conv_bn_eval_passes(capsys):
+    check_fold_batchnorm(torch.nn.utils.fusion.fuse_conv_bn_eval)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+def test_stub_is_not_implemented(capsys):
+    check_fold_batchnorm(stub)  # must not raise
+    assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_rejects_forgetting_eps():
+    message = assert_rejected(lambda c, b: student_fold(c, b, eps=False), "you forgot eps", "sqrt(running_var + eps)")
+    assert "eps 1e-3" in message  # the first case where eps matters
+
+
+def test_rejects_forgetting_the_bias_term():
+    assert_rejected(lambda c, b: student_fold(c, b, keep_bias=False), "your conv has no bias", "you forgot the bias term")
+
+
+def test_rejects_forgetting_the_shift_in_the_bias():
+    assert_rejected(lambda c, b: student_fold(c, b, mean=False, beta=False), "you forgot the bias term")
+
+
+def test_rejects_forgetting_beta():
+    assert_rejected(lambda c, b: student_fold(c, b, beta=False), "you forgot beta")
+
+
+def test_rejects_forgetting_the_running_mean():
+    assert_rejected(lambda c, b: student_fold(c, b, mean=False), "subtract the running mean")
+
+
+def test_rejects_forgetting_gamma_and_beta():
+    assert_rejected(lambda c, b: student_fold(c, b, gamma=False, beta=False), "affine parameters", "bn.weight (gamma)")
+
+
+def test_rejects_dropping_or_not_scaling_the_conv_bias():
+    assert_rejected(lambda c, b: student_fold(c, b, conv_bias="dropped"), "1x1 conv 6 -> 4", "you dropped conv's own bias")
+    assert_rejected(lambda c, b: student_fold(c, b, conv_bias="unscaled"), "own bias must be scaled as well")
+
+
+def test_rejects_batch_statistics():
+    assert_rejected(lambda c, b: student_fold(c, b, stats="batch"), "not bn.running_var", "running statistics",
+                    "never the statistics of a batch")
+
+
+def test_rejects_scaling_the_input_channels():
+    # in the square 3x3 case the shapes fit, so only the values can tell
+    assert_rejected(lambda c, b: student_fold(c, b, axis="in"), "not conv's weights scaled per output channel")
+
+
+def test_rejects_changing_the_conv_in_place():
+    assert_rejected(lambda c, b: student_fold(c, b, in_place=True), "changed the conv or bn", "weight")
+
+
+def test_rejects_something_that_is_not_one_conv():
+    assert_rejected(lambda c, b: nn.Sequential(c, b), "expected one nn.Conv2d, got Sequential")
+
+
+def test_rejects_a_conv_that_forgets_stride_or_groups():
+    def no_stride(conv, bn):
+        folded = deploy.fold_batchnorm(conv, bn)
+        folded.stride = (1, 1)
+        return folded
+
+    assert_rejected(no_stride, "depthwise 3x3, stride 2", "stride=(1, 1)")
+
+
+def test_a_crash_names_the_case():
+    def crashes(conv, bn):
+        return conv.weight * bn.weight  # (C_out, C_in/g, k, k) * (C_out,): broadcasting fails
+
+    assert_rejected(crashes, "case '3x3 conv 3 -> 8 channels", "your code raised RuntimeError")
