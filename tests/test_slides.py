@@ -91,3 +91,19 @@ def test_npm_assets_are_pinned_to_exact_versions():
             assert lock["packages"][f"node_modules/{dep}"]["version"] == version
     reveal = json.loads((ROOT / "vendor" / "slides" / "package.json").read_text())["dependencies"]["reveal.js"]
     assert reveal.split(".")[0] in ("4", "5"), "nbconvert's template needs reveal.js 4 or 5 (plugin/notes/notes.js)"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "chapters").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_section_of_a_chapter_starts_a_slide(path):
+    """A chapter's deck (scripts/slides.py) needs its title and `##` sections to be slides; without
+    the metadata the whole chapter would be one scrolling slide. Fix: set the cell's Slide Type."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            inside = [line for line in cell.source.splitlines()[1:] if re.match(r"#{1,2}\s", line)]
+            assert not inside, (f"{path.name}: the section {inside[0]!r} starts inside a cell: split the cell"
+                                " there, so that the section can start a slide (and the lecture deck can find it)")
+        found = slides.heading(cell)
+        if found and found[0] <= 2:
+            assert cell.metadata.get("slideshow", {}).get("slide_type") == "slide", (
+                f"{path.name}: the section {found[1]!r} is not a slide (cell metadata slideshow.slide_type)")
