@@ -16,12 +16,16 @@ def make_divisible(value, divisor=8):
 
 
 class ConvNormAct(nn.Sequential):
-    """Conv2d (no bias) -> BatchNorm2d -> SiLU (optional). (B, C_in, H, W) -> (B, C_out, H/s, W/s)."""
+    """Conv2d (no bias) -> BatchNorm2d -> SiLU (optional). (B, C_in, H, W) -> (B, C_out, H/s, W/s).
 
-    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, groups=1, act=True):
+    `dilation` spaces the kernel's taps (an atrous convolution, chapter 11); the padding grows with it
+    so that the size stays H/s x W/s."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=1, stride=1, groups=1, act=True, dilation=1):
         super().__init__()
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, groups=groups, bias=False
+            in_channels, out_channels, kernel_size, stride, padding=dilation * (kernel_size // 2), dilation=dilation,
+            groups=groups, bias=False,
         )
         self.norm = nn.BatchNorm2d(out_channels)
         self.act = nn.SiLU(inplace=True) if act else nn.Identity()
@@ -36,16 +40,19 @@ class InvertedResidual(nn.Module):
     -> + x, exactly when s == 1 and C_in == C_out.
 
     (B, C_in, H, W) -> (B, C_out, H/s, W/s)
+
+    `dilation` dilates the depthwise 3x3 conv; a backbone at output stride 16 or 8 (chapter 11) uses it
+    where a stride was removed, as ml-cvnets does.
     """
 
-    def __init__(self, in_channels, out_channels, stride, expand_ratio):
+    def __init__(self, in_channels, out_channels, stride, expand_ratio, dilation=1):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
         hidden = make_divisible(round(in_channels * expand_ratio))
         self.expand = ConvNormAct(in_channels, hidden, 1) if expand_ratio != 1 else nn.Identity()
         hidden = hidden if expand_ratio != 1 else in_channels
-        self.depthwise = ConvNormAct(hidden, hidden, 3, stride=stride, groups=hidden)
+        self.depthwise = ConvNormAct(hidden, hidden, 3, stride=stride, groups=hidden, dilation=dilation)
         # linear bottleneck: an activation here would destroy information in the narrow space
         self.project = ConvNormAct(hidden, out_channels, 1, act=False)
         self.use_residual = stride == 1 and in_channels == out_channels

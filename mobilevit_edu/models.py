@@ -36,6 +36,14 @@ class MobileViTConfig:
     num_classes: int = 1000
     in_chans: int = 3
     drop_rate: float = 0.0  # dropout before the classifier (timm: 0.0; cvnets trains with 0.1)
+    # chapter 11: the largest stride of the stage outputs. 32 for classification; a dense-prediction
+    # backbone uses 16 (DeepLabv3 in the paper) or 8: stride-2 steps beyond it become stride 1, and the
+    # later MV2 blocks are dilated instead, as ml-cvnets does. Parameters do not change.
+    output_stride: int = 32
+
+    def __post_init__(self):
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride!r}")
 
 
 XXS = MobileViTConfig(
@@ -79,13 +87,48 @@ S = MobileViTConfig(
 
 CONFIGS = {c.name: c for c in (XXS, XS, S)}
 
+# Chapter 7: a MobileViT for 32-64 pixel images that trains in seconds on a CPU, and a CNN with the same
+# parameter budget (within 1 %) built from the same MV2 blocks: each MobileViT block is replaced by two
+# more MV2 blocks (one per 3x3 convolution of the block: local_rep and fusion) and the widths are raised
+# until the parameters match, so that a comparison of the two isolates what attention adds. Both keep
+# the maps large for small inputs (three stride-2 steps only, in the stem, stages.0 and stages.3, so the
+# last map is 1/8 of the input): at 32x32, stages.2 works at 8x8 (16 patches of 2x2) and stages.3 at 4x4.
+MINI = MobileViTConfig(
+    name="mobilevit_mini",
+    stages=(
+        StageConfig(16, num_mv2=1, stride=2),
+        StageConfig(24, num_mv2=1, stride=1),
+        StageConfig(24, num_mv2=1, stride=1, transformer_dim=32, depth=1),
+        StageConfig(32, num_mv2=1, stride=2, transformer_dim=48, depth=1),
+        StageConfig(48, num_mv2=1, stride=1),
+    ),
+    expand_ratio=2.0,
+    final_channels=96,
+    num_classes=2,
+)
 
-def make_stage(cfg, stage, in_channels):
-    """The blocks of one stage as an nn.Sequential: MV2 blocks, then the MobileViT block if any."""
+MINI_CNN = MobileViTConfig(
+    name="cnn_mini",
+    stages=(
+        StageConfig(16, num_mv2=1, stride=2),
+        StageConfig(24, num_mv2=1, stride=1),
+        StageConfig(40, num_mv2=3, stride=1),
+        StageConfig(64, num_mv2=3, stride=2),
+        StageConfig(80, num_mv2=1, stride=1),
+    ),
+    expand_ratio=2.0,
+    final_channels=96,
+    num_classes=2,
+)
+
+
+def make_stage(cfg, stage, in_channels, dilation=1):
+    """The blocks of one stage as an nn.Sequential: MV2 blocks (depthwise convs with `dilation`), then
+    the MobileViT block if any."""
     blocks = []
     for i in range(stage.num_mv2):
         stride = stage.stride if i == 0 else 1
-        blocks.append(InvertedResidual(in_channels, stage.channels, stride, cfg.expand_ratio))
+        blocks.append(InvertedResidual(in_channels, stage.channels, stride, cfg.expand_ratio, dilation))
         in_channels = stage.channels
     if stage.transformer_dim is not None:
         blocks.append(
@@ -100,7 +143,8 @@ class MobileViT(nn.Module):
     """MobileViT. (B, in_chans, H, W) images in [0, 1] (no mean/std normalisation) -> (B, num_classes).
 
     H and W must be at least 32 (the output stride); 256 x 256 is the paper's size.
-    `features(x)` returns the five stage outputs (strides 2, 4, 8, 16, 32) for figures and backbones.
+    `features(x)` returns the five stage outputs (strides 2, 4, 8, 16, 32) for figures and backbones;
+    with `config.output_stride` = 16 (or 8) the strides stop there (chapter 11).
     """
 
     min_size = 32  # five stride-2 steps
@@ -110,8 +154,13 @@ class MobileViT(nn.Module):
         self.config = config
         self.stem = ConvNormAct(config.in_chans, config.stem_channels, 3, stride=2)
         stages, channels = [], config.stem_channels
+        stride, dilation = 2, 1  # the stem's stride; the dilation that stands in for removed strides
         for stage in config.stages:
-            stages.append(make_stage(config, stage, channels))
+            stage_dilation = dilation  # ml-cvnets: the MV2 block that loses its stride keeps the dilation so far
+            if stage.stride == 2 and stride == config.output_stride:  # DeepLab: keep the size, dilate later
+                stage, dilation = replace(stage, stride=1), 2 * dilation
+            stride *= stage.stride
+            stages.append(make_stage(config, stage, channels, stage_dilation))
             channels = stage.channels
         self.stages = nn.ModuleList(stages)
         self.final_conv = ConvNormAct(channels, config.final_channels, 1)
@@ -134,7 +183,8 @@ class MobileViT(nn.Module):
             )
 
     def features(self, x):
-        """(B, C, H, W) -> list of the five stage outputs, at strides 2, 4, 8, 16 and 32."""
+        """(B, C, H, W) -> list of the five stage outputs, at strides 2, 4, 8, 16 and 32 (or capped at
+        config.output_stride)."""
         self._check_input(x)
         x = self.stem(x)  # (B, 16, H/2, W/2)
         outputs = []
@@ -150,21 +200,31 @@ class MobileViT(nn.Module):
         return self.head(self.dropout(x))  # (B, num_classes)
 
 
-def _build(config, **changes):
+def _build(config, pretrained=False, weights=None, **changes):
+    if pretrained or weights is not None:  # chapter 8: the ImageNet weights, downloaded or from the file `weights`
+        from .pretrained import load_pretrained  # imported here: pretrained.py imports this module
+
+        return load_pretrained(config.name, weights, **changes)
     # dataclasses.replace raises TypeError on a misspelt field, so no typo passes silently
     return MobileViT(replace(config, **changes))
 
 
-def mobilevit_xxs(num_classes=1000, in_chans=3, **changes):
-    """MobileViT-XXS: 1,272,024 parameters with 1000 classes (the paper's 1.3 M)."""
-    return _build(XXS, num_classes=num_classes, in_chans=in_chans, **changes)
+def mobilevit_xxs(num_classes=1000, in_chans=3, pretrained=False, weights=None, **changes):
+    """MobileViT-XXS: 1,272,024 parameters with 1000 classes (the paper's 1.3 M).
+    `pretrained=True`: with the ImageNet weights (timm's cvnets_in1k, downloaded; see `mobilevit_edu.pretrained`);
+    `weights="path"`: the same from a local file."""
+    return _build(XXS, pretrained, weights, num_classes=num_classes, in_chans=in_chans, **changes)
 
 
-def mobilevit_xs(num_classes=1000, in_chans=3, **changes):
-    """MobileViT-XS: 2,317,848 parameters with 1000 classes (the paper's 2.3 M)."""
-    return _build(XS, num_classes=num_classes, in_chans=in_chans, **changes)
+def mobilevit_xs(num_classes=1000, in_chans=3, pretrained=False, weights=None, **changes):
+    """MobileViT-XS: 2,317,848 parameters with 1000 classes (the paper's 2.3 M).
+    `pretrained=True`: with the ImageNet weights (timm's cvnets_in1k, downloaded; see `mobilevit_edu.pretrained`);
+    `weights="path"`: the same from a local file."""
+    return _build(XS, pretrained, weights, num_classes=num_classes, in_chans=in_chans, **changes)
 
 
-def mobilevit_s(num_classes=1000, in_chans=3, **changes):
-    """MobileViT-S: 5,578,632 parameters with 1000 classes (the paper's 5.6 M)."""
-    return _build(S, num_classes=num_classes, in_chans=in_chans, **changes)
+def mobilevit_s(num_classes=1000, in_chans=3, pretrained=False, weights=None, **changes):
+    """MobileViT-S: 5,578,632 parameters with 1000 classes (the paper's 5.6 M).
+    `pretrained=True`: with the ImageNet weights (timm's cvnets_in1k, downloaded; see `mobilevit_edu.pretrained`);
+    `weights="path"`: the same from a local file."""
+    return _build(S, pretrained, weights, num_classes=num_classes, in_chans=in_chans, **changes)

@@ -314,3 +314,132 @@ def plot_attention_cost(tokens, seconds, fused_seconds, peak_bytes, fused_peak_b
     fig.suptitle("The cost of attention against the number of tokens")
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------------- chapter 8
+# Figures of "what a trained MobileViT sees"; the numbers come from mobilevit_edu.explain.
+RED_DOT, BLUE_DOT = "#d62728", "#1f77b4"  # the query pixel and the pixels it attends to (as in chapter 4)
+def plot_top_k(image, top, title="What the network sees in the photograph"):
+    """The (3, H, W) image beside a bar chart of `top`, a list of (class name, probability)."""
+    fig, (ax_image, ax_bars) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
+    ax_image.imshow(_as_image(image))
+    ax_image.set_title(f"input {image.shape[-2]}×{image.shape[-1]}")
+    ax_image.set_axis_off()
+    names = [name.split(",")[0] for name, _ in top][::-1]
+    ax_bars.barh(range(len(top)), [p for _, p in top][::-1], color=CHOSEN)
+    ax_bars.set_yticks(range(len(top)), names)
+    ax_bars.set_xlim(0, 1)
+    ax_bars.set_xlabel("probability (softmax of the logits)")
+    ax_bars.set_ylabel("ImageNet class")
+    ax_bars.set_title(f"top-{len(top)} classes")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_maps(image, features, channels=6, title="Feature maps of each stage for one input"):
+    """One row per stage output in `features` (a list of (1, C, h, w) maps, e.g. `model.features(x)`):
+    the input, then the `channels` channels with the largest mean absolute activation, each on its own
+    colour scale. `image` is (3, H, W) in [0, 1]."""
+    rows = len(features)
+    fig, axes = plt.subplots(rows, channels + 1, figsize=(1.45 * (channels + 1), 1.5 * rows + 0.5), squeeze=False)
+    for r, feature in enumerate(features):
+        maps = feature[0].detach()
+        strongest = maps.abs().mean(dim=(1, 2)).argsort(descending=True)[:channels]
+        axes[r, 0].imshow(_as_image(image))
+        axes[r, 0].set_title(f"stages.{r}" if r else "input", fontsize=8)
+        axes[r, 0].set_ylabel(f"stages.{r}\n{maps.shape[0]}×{maps.shape[1]}×{maps.shape[2]}", fontsize=8)
+        for c, channel in enumerate(strongest.tolist()):
+            axes[r, c + 1].imshow(maps[channel].numpy(), cmap="magma", interpolation="nearest")
+            axes[r, c + 1].set_title(f"channel {channel}", fontsize=7)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax in axes[r, len(strongest) + 1:]:
+            ax.set_visible(False)
+        axes[r, 0].set_title("input" if r == 0 else "", fontsize=8)
+    axes[-1, 0].set_xlabel("column →", fontsize=8)
+    fig.suptitle(title + f" (rows: stages.0 … stages.{rows - 1}; columns: the {channels} most active channels)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def draw_attention_overlay(ax, image, attention, pixel, stride, title=None):
+    """The "red dot, blue dots" figure from a trained network: on the (3, H, W) image, the query pixel
+    `pixel` = (i, j) of a stage map (red) and the pixels it attends to (blue dots, area proportional to
+    the attention weight), `attention` an (h, w) map of weights from `explain.attention_map`; each map
+    pixel covers `stride` x `stride` input pixels."""
+    ax.clear()
+    ax.imshow(_as_image(image), extent=(-0.5, image.shape[-1] - 0.5, image.shape[-2] - 0.5, -0.5))
+    weights = attention.detach().numpy()
+    h, w = weights.shape
+    for k in range(1, h):
+        ax.axhline(k * stride - 0.5, color="white", lw=0.3, alpha=0.5)
+    for k in range(1, w):
+        ax.axvline(k * stride - 0.5, color="white", lw=0.3, alpha=0.5)
+    ii, jj = np.nonzero(weights)
+    centre = (stride - 1) / 2
+    ax.scatter(jj * stride + centre, ii * stride + centre, s=2000 * weights[ii, jj] / max(h, w) ** 0.5 + 4,
+               color=BLUE_DOT, alpha=0.8, edgecolors="white", linewidths=0.5, zorder=3)
+    ax.scatter([pixel[1] * stride + centre], [pixel[0] * stride + centre], s=60, color=RED_DOT,
+               edgecolors="white", linewidths=0.8, zorder=4, marker="o")
+    ax.set_xlim(-0.5, image.shape[-1] - 0.5)
+    ax.set_ylim(image.shape[-2] - 0.5, -0.5)
+    ax.set_title(title or f"pixel {tuple(pixel)}, largest weight {weights.max():.2f}", fontsize=9)
+    ax.set_xlabel("input column")
+    ax.set_ylabel("input row")
+
+
+
+def plot_attention_overlays(image, panels, suptitle=None, dpi=80):
+    """Several `draw_attention_overlay` panels side by side: `panels` is a list of
+    (attention, pixel, stride, title)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.9), dpi=dpi, layout="constrained")
+    for ax, (attention, pixel, stride, title) in zip(np.atleast_1d(axes), panels):
+        draw_attention_overlay(ax, image, attention, pixel, stride, title)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def gradient_share_within(erf, centre, radii):
+    """The share of an effective receptive field's total |gradient| within Euclidean distance r of
+    `centre` (row, column), for each r in `radii`: a curve that rises to 1."""
+    erf = torch.as_tensor(erf, dtype=torch.float64)
+    H, W = erf.shape
+    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    distance = ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2).sqrt()
+    total = erf.sum()
+    return [float(erf[distance <= r].sum() / total) for r in radii]
+
+
+def plot_effective_receptive_fields(erfs, centre, title="Effective receptive field of one output pixel"):
+    """`erfs`: {name: (H, W) mean |gradient|} from `explain.effective_receptive_field`. One heat map per
+    network (each scaled to its own maximum) and, right, the share of the gradient within distance r of
+    `centre` (the output pixel's centre in input coordinates)."""
+    names = list(erfs)
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.9 * (len(names) + 1), 3.8),
+                             gridspec_kw={"width_ratios": [1] * len(names) + [1.3]})
+    H, W = next(iter(erfs.values())).shape
+    farthest = max(np.hypot(r - centre[0], c - centre[1]) for r in (0, H - 1) for c in (0, W - 1))
+    radii = np.arange(0, int(np.ceil(farthest)) + 2)  # up to the farthest corner: the curves end at 1
+    colours = [CHOSEN, TAP, "gray", "black"]
+    for ax, name in zip(axes, names):
+        erf = erfs[name].detach().double().numpy()
+        shown = ax.imshow(erf / erf.max(), cmap="viridis", vmin=0, vmax=1)
+        ax.scatter([centre[1]], [centre[0]], s=50, facecolors="none", edgecolors=RED_DOT, linewidths=1.5)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("input column")
+        ax.set_ylabel("input row")
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="|∂y/∂x| / max")
+    for name, colour in zip(names, colours):
+        axes[-1].plot(radii, gradient_share_within(erfs[name], centre, radii), color=colour, label=name)
+    axes[-1].axhline(0.5, color="gray", lw=0.8, ls="--")
+    axes[-1].set_xlabel("distance r from the output pixel's centre (input pixels)")
+    axes[-1].set_ylabel("share of Σ|∂y/∂x| within r")
+    axes[-1].set_title("How far the gradient reaches")
+    axes[-1].set_ylim(0, 1.02)
+    axes[-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

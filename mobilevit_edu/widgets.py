@@ -143,3 +143,66 @@ def attention_scale_animation(num_tokens=16, dims=(2, 4, 8, 16, 32, 64, 128, 256
 
     frame(0)
     return FuncAnimation(fig, frame, frames=len(dims), interval=interval)
+
+
+# ------------------------------------------------------------------------------------------- chapter 8
+def _attention_panel(ax, model, image, stage, layer, head, pixel):
+    """Draw whom `pixel` of stage `stage`'s MobileViT block attends to (layer, head; head None = mean)."""
+    from .explain import attention_map, local_representation, mobilevit_blocks, transformer_grid
+    from .viz import draw_attention_overlay
+
+    block = mobilevit_blocks(model)[stage]
+    y = local_representation(model, image[None], stage)
+    grid = transformer_grid(block, y)
+    pixel = (min(pixel[0], grid[0] - 1), min(pixel[1], grid[1] - 1))
+    amap = attention_map(block, y, pixel, layer=layer, head=head)
+    stride = image.shape[-2] // grid[0]
+    which = "mean of the heads" if head is None else f"head {head}"
+    draw_attention_overlay(ax, image, amap, pixel, stride,
+                           f"stages.{stage}, layer {layer}, {which}\npixel {pixel} of {grid[0]}×{grid[1]}:"
+                           f" largest weight {float(amap.max()):.2f}")
+
+
+def attention_explorer(model, images):
+    """Sliders for the image, the MobileViT block (stage), its transformer layer, the head (-1: mean of
+    the heads) and the pixel: whom the pixel attends to, drawn on the image. `images` is (B, 3, H, W).
+    Needs a running kernel; `attention_animation` is its static twin."""
+    import ipywidgets as widgets
+
+    from .explain import mobilevit_blocks
+
+    blocks = mobilevit_blocks(model)
+    stages = sorted(blocks)
+    max_layers = max(len(b.transformer) for b in blocks.values())
+    max_heads = max(b.transformer[0].attn.num_heads for b in blocks.values())
+
+    def show(image=0, stage=stages[0], layer=0, head=-1, row=0, col=0):
+        fig, ax = plt.subplots(figsize=(4.6, 4.8), dpi=80, layout="constrained")
+        layer = min(layer, len(blocks[stage].transformer) - 1)
+        _attention_panel(ax, model, images[image], stage, layer, None if head < 0 else head, (row, col))
+        plt.show()
+
+    slider = dict(continuous_update=False)
+    return widgets.interactive(
+        show,
+        image=widgets.IntSlider(0, 0, len(images) - 1, description="image", **slider),
+        stage=widgets.SelectionSlider(options=stages, value=stages[0], description="stage", **slider),
+        layer=widgets.IntSlider(0, 0, max_layers - 1, description="layer", **slider),
+        head=widgets.IntSlider(-1, -1, max_heads - 1, description="head (-1: mean)", **slider),
+        row=widgets.IntSlider(0, 0, images.shape[-2] - 1, description="pixel row", **slider),
+        col=widgets.IntSlider(0, 0, images.shape[-1] - 1, description="pixel col", **slider),
+    )
+
+
+def attention_animation(model, image, frames, interval=1400, dpi=65):
+    """`attention_explorer`'s static twin for one (3, H, W) image: one frame per (stage, layer, head, pixel)
+    in `frames` (head None: the mean of the heads)."""
+    fig, ax = plt.subplots(figsize=(4.4, 4.6), dpi=dpi, layout="constrained")
+
+    def frame(k):
+        stage, layer, head, pixel = frames[k]
+        _attention_panel(ax, model, image, stage, layer, head, pixel)
+        return [ax]
+
+    frame(0)
+    return FuncAnimation(fig, frame, frames=len(frames), interval=interval)

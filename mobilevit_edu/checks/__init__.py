@@ -7,6 +7,12 @@ chapters use it too.
 """
 
 from ._common import CheckFailed, randomize_batchnorm
-from .cnn import check_conv2d_unfold, check_inverted_residual
-from .attention import check_scaled_dot_product_attention, check_transformer_layer
+from .cnn import check_conv2d_unfold, check_inverted_residual, check_mv2_cost, check_receptive_field
+from .attention import check_scaled_dot_product_attention, check_transformer_layer, check_transformer_layer_macs
+from .deploy import check_fold_batchnorm
 from .mobilevit import check_fold_patches, check_mobilevit_block, check_mobilevit_config, check_mobilevit_forward, check_unfold_patches
+from .mobilevit import check_attention_partners, check_mobilevit_block_macs, check_stage_sizes
+from .training import check_batch_size_for, check_lr_schedule, check_multiscale_batches
+from .separable import check_separable_self_attention
+from .segmentation import check_aspp_forward, check_mean_iou
+from .attention_maps import check_attention_map, check_attention_weights, show_attention_maps
