@@ -3,8 +3,10 @@
 
 Each notebook runs top to bottom in a fresh `python3` kernel of the current environment (the
 Python running this script), with its own folder as working directory, a 600 s timeout per cell,
-and a fixed environment: PYTHONHASHSEED=0, OMP_NUM_THREADS=2, MKL_NUM_THREADS=2 (the same values
-scripts/test.sh exports for nbval). Seeding torch/numpy is the notebook's job
+and a fixed environment: PYTHONHASHSEED=0, OMP_NUM_THREADS=2, MKL_NUM_THREADS=2 and
+OMP_WAIT_POLICY=PASSIVE (the same values scripts/test.sh exports for nbval; the last one changes no
+result: OpenMP threads sleep instead of spinning while they wait, which otherwise makes a run
+10-500x slower whenever another process holds a core). Seeding torch/numpy is the notebook's job
 (`torch.manual_seed(0)` in its first cells).
 
 The outputs are stored, and the notebook is normalised so that running this twice on the same
@@ -42,7 +44,7 @@ from nbclient.exceptions import CellExecutionError
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _nbtools  # noqa: E402
 
-KERNEL_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+KERNEL_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
 CELL_TIMEOUT = 600
 
 # matplotlib's to_jshtml(): ids like `_anim_img<32 hex>`, `_anim_slider<32 hex>`, `anim<32 hex>`

@@ -6,12 +6,14 @@ Every notebook in book/, chapters/, solutions/ and exercises/ must start with tw
 1. a markdown cell tagged `colab-badge`: the "Open in Colab" badge, linking to this very notebook
    (an exercise links to exercises/<name>.ipynb, its solution to solutions/<name>.ipynb);
 2. a code cell tagged `colab-install` that installs the course package `mobilevit_edu` from the
-   repository (git+URL@branch), with the extras `viz` (matplotlib, ipywidgets) and `timm` (the
-   reference implementation chapters 5 and 6 compare with), only when `import mobilevit_edu` fails,
-   as in a fresh Colab runtime.
-   Offline it prints what to do instead of a traceback; where the package is installed it prints
-   nothing (so nbval sees no output). The book leaves it out (tag "remove-cell"): a reader of the
-   book runs nothing, and the welcome page explains the cell.
+   repository (git+URL@branch, or $MOBILEVIT_EDU_SOURCE: scripts/check_colab_install.py points it
+   at a local snapshot) with the extra `course` (everything the notebooks import: matplotlib,
+   ipywidgets, timm, tqdm, onnx, onnxscript, onnxruntime), only when `import mobilevit_edu` fails,
+   as in a fresh Colab runtime. When pip fails it names the likely causes, most likely first,
+   instead of a traceback. Then it prints one line for bug reports (Python, torch, the package's
+   version, threads, CPU or GPU): it differs from machine to machine, so the cell is tagged
+   nbval-ignore-output. The book leaves the cell out (tag "remove-cell"): a reader of the book runs
+   nothing, and the setup page explains the cell.
 
 then the notebook's own content (its title first). The repository address and branch are read from
 `repository.url` / `repository.branch` in _config.yml, the only place they are written.
@@ -67,14 +69,14 @@ except ImportError:
     # the course's tests point MOBILEVIT_EDU_SOURCE at a local clone to try this very cell offline
     _source = os.environ.get("MOBILEVIT_EDU_SOURCE", "git+{url}@{branch}")
     print(f"installing mobilevit_edu from {{_source}} ...")
-    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mobilevit_edu[course] @ {{_source}}"],
-                          capture_output=True, text=True)
+    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-color",
+                           f"mobilevit_edu[course] @ {{_source}}"], capture_output=True, text=True)
     if _pip.returncode == 0:
         importlib.invalidate_caches()
         import mobilevit_edu
     else:
         _lines = [line.strip() for line in _pip.stderr.splitlines() if line.strip()] or ["(nothing)"]
-        _said = next((line for line in _lines if line.startswith(("fatal:", "ERROR:"))), _lines[-1])
+        _said = next((line for line in _lines if line.startswith(("fatal:", "ERROR:", "error:"))), _lines[-1])
         print(f"Could not install mobilevit_edu from {{_source}}. The likely causes, most likely first:\\n"
               "  1. the course's repository ({url}) is not (yet) a public repository,"
               " so pip cannot clone it;\\n"

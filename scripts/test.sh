@@ -28,8 +28,10 @@ fi
 cd "$(dirname "$0")/.."
 
 # The same fixed environment as scripts/execute_notebooks.py gives its kernels (nbval's kernel
-# inherits it), so that the committed outputs are reproduced.
-export PYTHONHASHSEED=0 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
+# inherits it), so that the committed outputs are reproduced. OMP_WAIT_POLICY=PASSIVE changes no
+# result; it keeps OpenMP's waiting threads from spinning, which slows everything down 10-500x as
+# soon as another process (a second notebook, the browser) holds a core.
+export PYTHONHASHSEED=0 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 
 total_start=$(date +%s.%N)
 summary=()
