@@ -63,7 +63,10 @@ source scripts/_ensure_env.sh
 summary+=("$(printf '%-24s %7s s  ok' environment "$(since "$env_start")")")
 python --version; python -c 'import torch; print("torch", torch.__version__)'
 
-step "pytest tests/" python -m pytest -q tests/
+# Both pytest steps run on two workers (pytest-xdist): the machines have 2 cores, and most of the
+# time goes to starting Python, torch and notebook kernels. --dist loadfile keeps every notebook's
+# cells together, in order, on one worker (one kernel per notebook, as nbval needs).
+step "pytest tests/" python -m pytest -q -n 2 tests/
 
 nbval() {
     local notebooks=()
@@ -80,7 +83,7 @@ nbval() {
     echo "${#notebooks[@]} notebook(s): ${notebooks[*]}"
     local rc=0
     python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg \
-        --nbval-cell-timeout 600 -p no:cacheprovider "${notebooks[@]}" || rc=$?
+        --nbval-cell-timeout 600 -p no:cacheprovider -n 2 --dist loadfile "${notebooks[@]}" || rc=$?
     if [ $rc -eq 5 ]; then  # pytest's "no tests collected": notebooks without code cells
         echo "nbval collected no cells (the notebooks have no code cells): nothing to compare"
         return 0
