@@ -6,25 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from mobilevit_edu import checks
-from mobilevit_edu.checks import CheckFailed
 from mobilevit_edu.checks import segmentation as seg_checks
 from mobilevit_edu.segmentation import ASPP, MeanIoU
 
-
-def passes(check, answer, capsys):
-    check(answer)
-    out = capsys.readouterr().out
-    assert out.startswith("✓"), out
-    return out
-
-
-def rejects(check, answer, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
+from _checking import passes, rejects
 
 
 # ------------------------------------------------------------------------------------------------ ASPP

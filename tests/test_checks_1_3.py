@@ -22,9 +22,7 @@ from mobilevit_edu.checks import (
 )
 from mobilevit_edu.layers import ConvNormAct, MultiHeadSelfAttention
 
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("write your code here")
+from _checking import stub
 
 
 def assert_passes(check, answer, capsys):

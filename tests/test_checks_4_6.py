@@ -12,32 +12,12 @@ from einops import rearrange
 import mobilevit_edu as me
 from mobilevit_edu import checks
 from mobilevit_edu import viz_patches as vp
-from mobilevit_edu.checks import CheckFailed
+
+from _checking import is_stub, passes, rejects
 
 
 def _pair(patch):
     return (patch, patch) if isinstance(patch, int) else tuple(patch)
-
-
-def passes(check, answer, capsys):
-    check(answer)
-    out = capsys.readouterr().out
-    assert out.startswith("✓"), out
-    return out
-
-
-def is_stub(check, answer, capsys):
-    check(answer)  # must not raise
-    assert "not implemented yet" in capsys.readouterr().out
-
-
-def rejects(check, answer, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 # ------------------------------------------------------------------------------- chapter 4: unfold

@@ -7,31 +7,8 @@ import pytest
 import torch
 
 from mobilevit_edu import checks, train
-from mobilevit_edu.checks import CheckFailed
 
-
-def passes(check, answer, capsys):
-    check(answer)
-    out = capsys.readouterr().out
-    assert out.startswith("✓"), out
-
-
-def is_stub(check, answer, capsys):
-    check(answer)  # must not raise
-    assert "not implemented yet" in capsys.readouterr().out
-
-
-def rejects(check, answer, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
-
-
-def stub(*args):
-    raise NotImplementedError("Your code here")
+from _checking import is_stub, passes, rejects, stub
 
 
 # ---------------------------------------------------------------------------------- the schedule

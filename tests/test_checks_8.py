@@ -9,8 +9,9 @@ from einops import rearrange
 
 import mobilevit_edu as me
 from mobilevit_edu import checks, explain
-from mobilevit_edu.checks import CheckFailed
 from mobilevit_edu.models import MobileViT, MobileViTConfig, StageConfig
+
+from _checking import passes, rejects, stub
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -20,25 +21,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def passes(check, answer, capsys):
-    check(answer)
-    out = capsys.readouterr().out
-    assert out.startswith("✓"), out
-
-
-def rejects(check, answer, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
-
-
-def stub(*args):
-    raise NotImplementedError("Your code here")
 
 
 # ------------------------------------------------------------------ hand-written attention_weights
