@@ -22,26 +22,10 @@ from mobilevit_edu.checks import (
 )
 from mobilevit_edu.layers import ConvNormAct, MultiHeadSelfAttention
 
+from _checking import is_stub as assert_not_implemented
+from _checking import passes as assert_passes
+from _checking import rejects as assert_rejected
 from _checking import stub
-
-
-def assert_passes(check, answer, capsys):
-    check(answer)
-    assert capsys.readouterr().out.startswith("✓")
-
-
-def assert_not_implemented(check, answer, capsys):
-    check(answer)  # must not raise
-    assert "not implemented yet" in capsys.readouterr().out
-
-
-def assert_rejected(check, answer, *fragments):
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in the message: {message}"
-    return message
 
 
 # =============================================================================== chapter 1: conv2d_unfold

@@ -114,6 +114,20 @@ def matching_hint(actual, variants, atol=1e-5, rtol=1e-4):
     return matches.pop() if len(matches) == 1 else ""
 
 
+def expect_close_or_name_mistake(actual, expected, case, variants, atol=1e-5, rtol=1e-4):
+    """`expect_close`, and when `actual` is wrong, name the plausible mistake it equals: `variants()`
+    gives (tensor, sentence) pairs, one per typical mistake, and is only computed for a wrong answer
+    (see `matching_hint`)."""
+    right = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.allclose(
+        actual, expected, atol=atol, rtol=rtol)
+    if right:
+        hint = ""
+    else:
+        with torch.no_grad():
+            hint = matching_hint(actual, variants(), atol, rtol)
+    expect_close(actual, expected, case, atol=atol, rtol=rtol, hints=[(lambda a, e: True, hint)] if hint else ())
+
+
 def with_closing_hint(step, closing):
     """Run `step()`; if it fails with a message that has no hint (no typical mistake recognised),
     add `closing`: what to re-read."""

@@ -22,7 +22,7 @@ from ._common import (
     expect_number,
     forbid,
     load_reference_weights,
-    matching_hint,
+    expect_close_or_name_mistake,
     run_check,
     with_closing_hint,
 )
@@ -233,11 +233,7 @@ def check_transformer_layer(cls):
 
                 def compare():
                     actual = call(student, x.clone(), case=case)
-                    right = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.allclose(
-                        actual, expected, atol=1e-5, rtol=1e-4)
-                    hint = "" if right else matching_hint(actual, _layer_variants(reference, x))  # only when wrong
-                    expect_close(actual, expected, case, atol=1e-5, rtol=1e-4,
-                                 hints=[(lambda a, e: True, hint)] if hint else ())
+                    expect_close_or_name_mistake(actual, expected, case, lambda: _layer_variants(reference, x))
 
                 with_closing_hint(compare, LAYER_CLOSING_HINT)
 

@@ -23,7 +23,7 @@ from ._common import (
     calls_by_name,
     expect_close,
     expect_number,
-    matching_hint,
+    expect_close_or_name_mistake,
     forbid,
     load_reference_weights,
     randomize_batchnorm,
@@ -300,11 +300,7 @@ def check_inverted_residual(cls):
                             f"{case}: your output has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}."
                             " Hint: the output keeps the input's size; the stride is in self.depthwise: did you skip it?"
                         )
-                    right = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.allclose(
-                        actual, expected, atol=1e-5, rtol=1e-4)
-                    hint = "" if right else matching_hint(actual, _mv2_variants(reference, x))  # only when wrong
-                    expect_close(actual, expected, case, atol=1e-5, rtol=1e-4,
-                                 hints=[(lambda a, e: True, hint)] if hint else ())
+                    expect_close_or_name_mistake(actual, expected, case, lambda: _mv2_variants(reference, x))
 
                 with_closing_hint(compare, MV2_CLOSING_HINT)
 

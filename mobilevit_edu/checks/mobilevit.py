@@ -27,7 +27,7 @@ from ._common import (
     call,
     expect_close,
     expect_number,
-    matching_hint,
+    expect_close_or_name_mistake,
     load_reference_weights,
     randomize_batchnorm,
     run_check,
@@ -360,15 +360,13 @@ def check_mobilevit_block(cls):
                     if hint:
                         raise CheckFailed(f"{str(error).rstrip('.')}. Hint: {hint}") from error.__cause__
                     raise
-                right = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.allclose(
-                    actual, expected, atol=1e-5, rtol=1e-4)
-                variants = {} if right else _block_variants(reference, x)  # only when wrong
-            hint = matching_hint(actual, [(variants[name], BLOCK_HINTS[name]) for name in BLOCK_HINTS if name in variants])
+
+            def block_mistakes():
+                variants = _block_variants(reference, x)
+                return [(variants[name], BLOCK_HINTS[name]) for name in BLOCK_HINTS if name in variants]
+
             with_closing_hint(
-                lambda: expect_close(actual, expected, case, atol=1e-5, rtol=1e-4,
-                                     hints=[(lambda a, e: True, hint)] if hint else ()),
-                BLOCK_CLOSING_HINT,
-            )
+                lambda: expect_close_or_name_mistake(actual, expected, case, block_mistakes), BLOCK_CLOSING_HINT)
 
     run_check(
         "MobileViTBlock",
