@@ -45,7 +45,7 @@ from .models import MobileViT, MobileViTConfig, StageConfig
 __all__ = [
     "TrainConfig", "History", "Accuracy", "MultiScaleBatchSampler", "fit", "evaluate", "lr_at", "lr_schedule",
     "batch_size_for", "smooth_targets", "build_model", "save_checkpoint", "load_checkpoint", "read_checkpoint",
-    "checkpoint_path", "CHAPTER7_RECIPE", "CHAPTER7_DATA", "CHAPTER7_SEEDS",
+    "checkpoint_path", "resolve_device", "CHAPTER7_RECIPE", "CHAPTER7_DATA", "CHAPTER7_SEEDS",
 ]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -329,6 +329,7 @@ def _update_ema(ema, model, momentum):
 @torch.no_grad()
 def evaluate(model, dataset, metric=None, batch_size=256, device="cpu"):
     """The metric (default: top-1 accuracy) of `model` in eval mode on `dataset`, at its own resolution."""
+    device = resolve_device(device)
     images, targets = _tensors(dataset, "dataset")
     score = (metric or Accuracy)()
     was_training = model.training
@@ -343,9 +344,27 @@ def evaluate(model, dataset, metric=None, batch_size=256, device="cpu"):
     return float(score.compute())
 
 
+def resolve_device(device="auto"):
+    """A torch.device from "cpu", "cuda", "cuda:N", "auto" (CUDA when present, else the CPU) or a torch.device.
+    Asking for CUDA where there is none raises one ValueError that says so."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device, got {type(device).__name__}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but this machine has no CUDA GPU: use device='cpu' or 'auto'")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from error
+
+
 # ---------------------------------------------------------------------------------------- the loop
 def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device="cpu", progress=True):
     """Train `model` on `train_set` with `config` (a TrainConfig); evaluate on `val_set` after every epoch.
+    `device`: "cpu", "cuda", "cuda:N" or "auto" (CUDA when present, else the CPU).
 
     Returns a History. The model is trained in place (and left on `device`, in eval mode); with EMA,
     the EMA weights are copied into it at the end, since they are what was evaluated.
@@ -354,6 +373,7 @@ def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device=
         raise TypeError(f"config must be a mobilevit_edu.train.TrainConfig, got {type(config).__name__}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    device = resolve_device(device)
     images, targets = _tensors(train_set, "train_set")
     _tensors(val_set, "val_set")
     native = images.shape[-1]

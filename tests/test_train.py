@@ -288,3 +288,18 @@ def test_build_model_is_seeded_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(2), expected)
     b = T.build_model(MINI, seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_device_auto_picks_cuda_when_present_else_the_cpu_and_cuda_without_a_gpu_is_one_clear_error():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert T.resolve_device("auto").type == expected
+    assert T.resolve_device(torch.device("cpu")).type == "cpu"
+    with pytest.raises(ValueError, match="device must be"):
+        T.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            T.fit(T.build_model(MINI, seed=0, num_classes=2), tiny_data(16), tiny_data(4), small_config(epochs=1),
+                  device="cuda", progress=False)
+    history = T.fit(T.build_model(MINI, seed=0, num_classes=2), tiny_data(16), tiny_data(4), small_config(epochs=1),
+                    device="auto", progress=False)
+    assert len(history.epoch_val_metric) == 1
