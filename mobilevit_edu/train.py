@@ -28,10 +28,15 @@ No hidden global state: the sampler draws from its own `torch.Generator`, and `f
 left as it was. Build the model reproducibly with `build_model(config, seed=...)`.
 """
 
+import contextlib
 import copy
+import csv
 import dataclasses
+import json
 import math
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -41,10 +46,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import MobileViT, MobileViTConfig, StageConfig
+from .models_v2 import MobileViTv2, MobileViTv2Config
 
 __all__ = [
     "TrainConfig", "History", "Accuracy", "MultiScaleBatchSampler", "fit", "evaluate", "lr_at", "lr_schedule",
-    "batch_size_for", "smooth_targets", "build_model", "save_checkpoint", "load_checkpoint", "read_checkpoint",
+    "batch_size_for", "BATCH_RULES", "smooth_targets", "build_model", "save_checkpoint", "load_checkpoint", "read_checkpoint",
     "checkpoint_path", "resolve_device", "CHAPTER7_RECIPE", "CHAPTER7_DATA", "CHAPTER7_SEEDS",
 ]
 
@@ -154,11 +160,33 @@ def lr_schedule(config, total_steps):
     ]
 
 
-def batch_size_for(resolution, base_resolution, base_batch_size):
-    """The batch size at `resolution` that keeps pixels per batch at most those of `base_batch_size`
-    images at `base_resolution` (square images): floor(base_batch_size * base^2 / resolution^2), at least 1.
-    ml-cvnets' VariableBatchSampler rounds the same way (int() of the ratio)."""
-    return max(1, (base_batch_size * base_resolution**2) // (resolution**2))
+BATCH_RULES = ("pixels", "paper", "cvnets-v0.1")
+
+
+def batch_size_for(resolution, base_resolution, base_batch_size, rule="pixels"):
+    """The batch size at `resolution` for a base batch of `base_batch_size` images at `base_resolution`
+    (square images). Three rules, all with the ratio q = base_batch_size * base^2 / resolution^2:
+
+    - "pixels" (the default; later ml-cvnets, `max(1, int(round(q, 2)))`): floor(q), at least 1. Pixels per
+      batch stay at most those of the base batch at every resolution, above the base too.
+    - "paper" (Mehta & Rastegari 2022, sec. 3.2): the same floor(q), but the paper defines the base batch at
+      the *largest* resolution, so a resolution above `base_resolution` is refused (ValueError). Only here is
+      the base batch the most memory-hungry one (attention's memory grows with the square of the patches
+      per image), so a base batch that fits means every batch fits.
+    - "cvnets-v0.1" (the code of the paper's runs, ml-cvnets v0.1 `data/sampler/utils.py`, base at 256):
+      `max(base_batch_size, int(round(q, 2)))`, then made divisible by the number of GPUs (one here): above
+      the base resolution the batch stays at the base batch, so those batches hold *more* pixels.
+
+    ml-cvnets' int(round(q, 2)) differs from floor(q) only when q's fraction is 0.995 or more."""
+    if rule not in BATCH_RULES:
+        raise ValueError(f"rule must be one of {BATCH_RULES}, got {rule!r}")
+    if rule == "paper" and resolution > base_resolution:
+        raise ValueError(
+            f"rule='paper' defines the base batch at the largest resolution, so resolution ({resolution}) must"
+            f" not exceed base_resolution ({base_resolution})"
+        )
+    fitted = (base_batch_size * base_resolution**2) // (resolution**2)
+    return max(base_batch_size if rule == "cvnets-v0.1" else 1, fitted)
 
 
 def smooth_targets(targets, num_classes, smoothing):
@@ -173,8 +201,9 @@ class MultiScaleBatchSampler:
     """Batches of (resolution, indices): ml-cvnets' VariableBatchSampler in a few lines.
 
     Each epoch shuffles the `num_samples` indices; each batch draws one of `resolutions` at random and
-    takes the next `batch_size_for(resolution, base_resolution, batch_size)` indices, so that pixels per
-    batch stay (at most) constant: small images come in large batches. The last batch of an epoch is
+    takes the next `batch_size_for(resolution, base_resolution, batch_size)` indices (the "pixels" rule of
+    later ml-cvnets), so that pixels per batch stay (at most) those of the base batch: small images come in
+    large batches. `base_resolution` defaults to the largest resolution, which makes it the paper's rule. The last batch of an epoch is
     filled up from the epoch's first indices, as ml-cvnets does, so every batch has its full size.
     Deterministic: epoch `e` of seed `s` always gives the same batches (its own torch.Generator).
     """
@@ -258,6 +287,8 @@ class History:
     step_batch_size: List[int] = field(default_factory=list)
     epoch_train_loss: List[float] = field(default_factory=list)
     epoch_val_metric: List[float] = field(default_factory=list)
+    epoch_lr: List[float] = field(default_factory=list)  # the learning rate of each epoch's last step
+    epoch_train_time: List[float] = field(default_factory=list)  # seconds of training steps per epoch
     wall_time: float = 0.0
     train_time: float = 0.0
     images_seen: int = 0
@@ -327,21 +358,39 @@ def _update_ema(ema, model, momentum):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, metric=None, batch_size=256, device="cpu"):
-    """The metric (default: top-1 accuracy) of `model` in eval mode on `dataset`, at its own resolution."""
+def evaluate(model, dataset, metric=None, batch_size=256, device="cpu", num_workers=0):
+    """The metric (default: top-1 accuracy) of `model` in eval mode on `dataset`, at its own resolution.
+    `dataset`: tensors (TensorDataset-like) or an image folder's validation split (mobilevit_edu.folder),
+    read by a DataLoader with `num_workers` worker processes. Under torchrun, each rank scores its share
+    of the images and the ranks' accuracy counts are summed (other metrics: every rank scores all)."""
     device = resolve_device(device)
-    images, targets = _tensors(dataset, "dataset")
     score = (metric or Accuracy)()
+    rank, world_size = _rank_and_world()
+    if world_size > 1 and not isinstance(score, Accuracy):
+        rank, world_size = 0, 1  # a custom metric cannot be summed across ranks: each rank scores everything
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device)
-            y = targets[start:start + batch_size].to(device)
-            score.update(model(x), y)
+        for x, y in _eval_batches(dataset, batch_size, rank, world_size, num_workers):
+            score.update(model(x.to(device)), y.to(device))
     finally:
         model.train(was_training)
+    if world_size > 1:  # Accuracy: sum the ranks' counts
+        counts = torch.tensor([score.correct, score.total], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(counts)
+        score.correct, score.total = int(counts[0]), int(counts[1])
     return float(score.compute())
+
+
+def _eval_batches(dataset, batch_size, rank, world_size, num_workers):
+    """(images, targets) batches of this rank's share of `dataset` (every world_size-th image)."""
+    if _is_folder(dataset):
+        share = torch.utils.data.Subset(dataset, range(rank, len(dataset), world_size))
+        return torch.utils.data.DataLoader(share, batch_size=batch_size, num_workers=num_workers,
+                                           generator=torch.Generator().manual_seed(0))
+    images, targets = _tensors(dataset, "dataset")
+    images, targets = images[rank::world_size], targets[rank::world_size]
+    return ((images[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(images), batch_size))
 
 
 def resolve_device(device="auto"):
@@ -361,81 +410,245 @@ def resolve_device(device="auto"):
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from error
 
 
+# ------------------------------------------------- beyond one CPU: ranks, mixed precision, image folders
+# Under `torchrun --nproc_per_node N`, N copies of the same program run, one per GPU (or CPU process),
+# each with a rank 0..N-1. Every rank builds the same global batches (same seed, same resolutions), takes
+# its share of each, and DistributedDataParallel averages the ranks' gradients during backward, so every
+# rank takes the same optimiser step. One process is the case N = 1: the loop below is the same.
+def _rank_and_world():
+    """(rank, world size): (0, 1) in one process; under torchrun, this process's rank and the process count."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def rank_share(indices, rank, world_size):
+    """This rank's part of a global batch: every world_size-th index from position `rank`.
+
+    The parts are disjoint, together they are the global batch, and all have its resolution. It is what
+    ml-cvnets v0.1's VariableBatchSamplerDDP does: it deals the epoch's shuffled indices to the ranks
+    (`img_indices[rank::num_replicas]`) and every rank draws the same resolutions (the same seed), so
+    step t of rank r takes these same images."""
+    return indices[rank::world_size]
+
+
+def _share_of_global_batch(local_size, global_size, world_size):
+    """The weight of a rank's mean loss that makes DDP's average of the ranks' gradients the gradient of the
+    mean loss over the global batch, however it is split: local_size / global_size * world_size."""
+    return local_size * world_size / global_size
+
+
+def _global_mean(local_mean, local_size, global_size):
+    """The mean over the global batch of a value averaged on each rank (one all-reduce under torchrun)."""
+    total = local_mean.detach().float() * local_size
+    if _rank_and_world()[1] > 1:
+        torch.distributed.all_reduce(total)
+    return total.item() / global_size
+
+
+def _wrap_for_ranks(model, device, world_size, sync_bn):
+    """Under torchrun: the model in DistributedDataParallel, with its BatchNorm layers synchronised across
+    the ranks if `sync_bn` (statistics over the global batch; PyTorch runs SyncBatchNorm on GPUs only).
+    In one process: the model itself."""
+    if sync_bn and device.type != "cuda":
+        raise ValueError("sync_bn needs GPUs: PyTorch's SyncBatchNorm does not run on the CPU")
+    if world_size == 1:
+        return model
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _mixed_precision(device, precision):
+    """(autocast context, GradScaler or None). On a GPU, "auto" is bf16 where the GPU has it, else fp16 with
+    a GradScaler (fp16's small range needs the loss scaled up); "fp32" turns it off. The CPU runs fp32."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    if device.type != "cuda":
+        if precision in ("bf16", "fp16"):
+            raise ValueError(f"precision {precision!r} is for GPUs; on the CPU fit trains in fp32 (precision='auto')")
+        return contextlib.nullcontext, None
+    if precision == "fp32":
+        return contextlib.nullcontext, None
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def _is_folder(dataset):
+    """An image folder (mobilevit_edu.folder): read from files by a DataLoader, not held as tensors."""
+    return getattr(dataset, "loads_files", False)
+
+
+def _sample_seed(seed, epoch, index):
+    """The seed of one image's random crop and flip in one epoch: the same whichever worker or rank loads it."""
+    return (seed * 1_000_003 + epoch) * 100_000_007 + index
+
+
+def _rank_batches(data, plan, epoch, seed, rank, world_size, num_workers, device):
+    """This rank's (images, targets) for each (resolution, global indices) of `plan`: slices of the tensors,
+    resized; or a DataLoader whose worker processes read, decode and augment the image files."""
+    shares = [(resolution, rank_share(indices, rank, world_size)) for resolution, indices in plan]
+    if not _is_folder(data):
+        images, targets = data
+        return (_resize(images[share], targets[share], resolution) for resolution, share in shares)
+    keys = [[(resolution, int(i), _sample_seed(seed, epoch, int(i))) for i in share] for resolution, share in shares]
+    loader = torch.utils.data.DataLoader(
+        data, batch_sampler=keys, num_workers=num_workers, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed),  # leaves the global RNG (dropout's) alone
+    )
+    return iter(loader)
+
+
+def _to_device(x, y, device):
+    if device.type == "cuda" and x.dim() == 4:  # channels-last: NHWC convolutions, faster on GPUs
+        return x.to(device, memory_format=torch.channels_last, non_blocking=True), y.to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
 # ---------------------------------------------------------------------------------------- the loop
-def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device="cpu", progress=True):
+def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device="cpu", progress=True,
+        out=None, resume=None, checkpoint_every=None, stop_after=None, num_workers=0, precision="auto",
+        sync_bn=False):
     """Train `model` on `train_set` with `config` (a TrainConfig); evaluate on `val_set` after every epoch.
     `device`: "cpu", "cuda", "cuda:N" or "auto" (CUDA when present, else the CPU).
 
     Returns a History. The model is trained in place (and left on `device`, in eval mode); with EMA,
     the EMA weights are copied into it at the end, since they are what was evaluated.
+
+    Beyond one CPU (`python -m mobilevit_edu.train` calls this function):
+    - `train_set` / `val_set` may be an image folder's splits (mobilevit_edu.folder), read by a DataLoader
+      with `num_workers` worker processes;
+    - under torchrun, the model runs in DistributedDataParallel and each rank takes its share of every
+      global batch (`rank_share`; config.batch_size is the global batch); `sync_bn`: SyncBatchNorm (GPUs);
+    - on a GPU: mixed precision (`precision`, see _mixed_precision), cudnn.benchmark, channels-last;
+    - `out`: a folder for last.pt (everything needed to resume; written atomically at the end of every
+      epoch and every `checkpoint_every` steps), model.pt (the final model, as save_checkpoint writes it),
+      history.csv (per epoch) and history.json (per step); only rank 0 writes and prints;
+    - `resume`: a last.pt to continue from: model, EMA, optimiser, grad scaler, step (the schedule's and
+      the sampler's position), RNG states and history are restored;
+    - `stop_after`: stop after this many optimiser steps of the run, having written last.pt (a run cut
+      short, which `resume` continues; the schedule still spans all epochs).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a mobilevit_edu.train.TrainConfig, got {type(config).__name__}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if (out is not None or resume is not None) and not isinstance(model, MobileViT):
+        raise TypeError(f"out= and resume= write/read mobilevit_edu checkpoints of a MobileViT, got {type(model).__name__}")
     device = resolve_device(device)
-    images, targets = _tensors(train_set, "train_set")
-    _tensors(val_set, "val_set")
-    native = images.shape[-1]
+    rank, world_size = _rank_and_world()
+    if _is_folder(train_set):
+        data, num_images, native = train_set, len(train_set), train_set.image_size
+    else:
+        data = _tensors(train_set, "train_set")
+        num_images, native = len(data[0]), data[0].shape[-1]
+    if not _is_folder(val_set):
+        _tensors(val_set, "val_set")
     resolutions = config.resolutions or (native,)
     base = config.base_resolution or native
-    if config.resolutions is None and config.batch_size > len(images):
-        raise ValueError(
-            f"batch_size ({config.batch_size}) is larger than train_set ({len(images)} images): lower it"
-        )
-    sampler = MultiScaleBatchSampler(len(images), config.batch_size, resolutions, base, seed=config.seed)
+    if config.resolutions is None and config.batch_size > num_images:
+        raise ValueError(f"batch_size ({config.batch_size}) is larger than train_set ({num_images} images): lower it")
+    sampler = MultiScaleBatchSampler(num_images, config.batch_size, resolutions, base, seed=config.seed)
     plans = [sampler.batches(epoch) for epoch in range(config.epochs)]
     total_steps = sum(len(plan) for plan in plans)
     if config.warmup_steps >= total_steps:
         raise ValueError(
             f"warmup_steps ({config.warmup_steps}) must be smaller than the run's {total_steps} optimiser steps"
         )
+    if min(sampler.batch_sizes.values()) < world_size:
+        raise ValueError(f"batch sizes {sampler.batch_sizes} must be at least the {world_size} processes: raise batch_size")
     schedule = lr_schedule(config, total_steps)
     loss_fn = loss_fn or (lambda outputs, y: F.cross_entropy(outputs, y, label_smoothing=config.label_smoothing))
 
     model.to(device)
+    autocast, scaler = _mixed_precision(device, precision)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # pick the fastest convolution kernels per input shape
+        model.to(memory_format=torch.channels_last)
+    trained = _wrap_for_ranks(model, device, world_size, sync_bn)  # DDP under torchrun, else the model
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=schedule[0], betas=config.betas, weight_decay=config.weight_decay
     )
     ema = copy.deepcopy(model).eval() if config.ema_momentum is not None else None
     history = History()
-    bar = _progress_bar(total_steps, progress)
+    step, rng_states = 0, None
+    if resume is not None:
+        step, rng_states = _restore(resume, model, ema, optimizer, scaler, history, config, num_images)
+    writes = rank == 0  # only rank 0 prints and writes files
+    bar = _progress_bar(total_steps, progress and writes, initial=step)
     start_run = time.perf_counter()
-    step = 0
-    with torch.random.fork_rng(devices=[]):  # dropout draws from here; the caller's RNG is left alone
-        torch.manual_seed(config.seed)
+    rng_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):  # dropout draws from here; the caller's RNG is left alone
+        torch.manual_seed(config.seed + 10_000 * rank)
+        if rng_states is not None:
+            _set_rng_state(rng_states, rank, world_size, device)
+        first_step = 0  # of the epoch
         for epoch, plan in enumerate(plans):
+            if step >= first_step + len(plan):  # done before the run was resumed
+                first_step += len(plan)
+                continue
             model.train()
-            start_epoch, losses = time.perf_counter(), []
-            for resolution, indices in plan:
-                x, y = _resize(images[indices], targets[indices], resolution)
-                x, y = x.to(device), y.to(device)
+            start_epoch, skip = time.perf_counter(), step - first_step
+            batches = _rank_batches(data, plan[skip:], epoch, config.seed, rank, world_size, num_workers, device)
+            for (resolution, indices), (x, y) in zip(plan[skip:], batches):
+                x, y = _to_device(x, y, device)
                 for group in optimizer.param_groups:
                     group["lr"] = schedule[step]
-                loss = loss_fn(model(x), y)
+                with autocast():
+                    loss = loss_fn(trained(x), y)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                weighted = loss * _share_of_global_batch(len(y), len(indices), world_size)
+                if scaler is None:
+                    weighted.backward()
+                else:
+                    scaler.scale(weighted).backward()
+                    scaler.unscale_(optimizer)  # clip the true gradients
                 if config.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
+                if scaler is None:
+                    optimizer.step()
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
                 if ema is not None:
                     _update_ema(ema, model, config.ema_momentum)
-                losses.append(loss.item())
                 history.step_lr.append(schedule[step])
-                history.step_loss.append(losses[-1])
+                history.step_loss.append(_global_mean(loss, len(y), len(indices)))
                 history.step_resolution.append(resolution)
                 history.step_batch_size.append(len(indices))
                 history.images_seen += len(indices)
                 step += 1
                 if bar is not None:
+                    seconds = history.train_time + time.perf_counter() - start_epoch
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", refresh=False)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{history.step_loss[-1]:.3f}", lr=f"{schedule[step - 1]:.2e}",
+                                    img_s=f"{history.images_seen / seconds:.0f}", refresh=False)
+                stopping = stop_after is not None and step >= stop_after
+                if out is not None and (stopping or (checkpoint_every and step % checkpoint_every == 0)):
+                    _save_last(out, model, ema, optimizer, scaler, history, config, step, num_images, device)
+                if stopping:
+                    history.train_time += time.perf_counter() - start_epoch
+                    if bar is not None:
+                        bar.close()
+                    if writes and progress:
+                        print(f"stopped after step {step} of {total_steps}" + (f"; continue with resume={Path(out) / 'last.pt'}" if out else ""))
+                    return history
             history.train_time += time.perf_counter() - start_epoch
-            history.epoch_train_loss.append(sum(losses) / len(losses))
+            history.epoch_train_time.append(time.perf_counter() - start_epoch)
+            history.epoch_lr.append(schedule[step - 1])
+            history.epoch_train_loss.append(sum(history.step_loss[first_step:]) / len(plan))
             scored = ema if ema is not None else model
-            history.epoch_val_metric.append(evaluate(scored, val_set, metric, config.eval_batch_size, device))
-            if bar is not None:
-                bar.set_postfix(epoch=epoch + 1, val=f"{history.epoch_val_metric[-1]:.3f}", refresh=True)
+            history.epoch_val_metric.append(
+                evaluate(scored, val_set, metric, config.eval_batch_size, device, num_workers)
+            )
+            first_step += len(plan)
+            if writes and progress:
+                _print_epoch(bar, epoch, config.epochs, history, plan[skip:])
+            if out is not None:
+                _save_last(out, model, ema, optimizer, scaler, history, config, step, num_images, device)
     if bar is not None:
         bar.close()
     if ema is not None:
@@ -443,15 +656,32 @@ def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device=
     model.eval()
     history.wall_time = time.perf_counter() - start_run
     history.images_per_second = history.images_seen / history.train_time if history.train_time > 0 else 0.0
+    if out is not None and writes:
+        name = "val_accuracy" if metric is None else "val_metric"
+        _atomic_save(_checkpoint_dict(model, config, {name: history.final_val_metric}), Path(out) / "model.pt")
+        _write_history(out, history)
     return history
 
 
-def _progress_bar(total, progress):
+def _progress_bar(total, progress, initial=0):
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="training", unit="step", leave=True)
+    return tqdm(total=total, initial=initial, desc="training", unit="step", leave=True)
+
+
+def _print_epoch(bar, epoch, epochs, history, plan):
+    """One line per epoch (rank 0): mean training loss, validation metric, last lr, images/s, seconds."""
+    images = sum(len(indices) for _, indices in plan)
+    seconds = history.epoch_train_time[-1]
+    line = (f"epoch {epoch + 1}/{epochs}: train loss {history.epoch_train_loss[-1]:.4f},"
+            f" val {history.epoch_val_metric[-1]:.4f}, lr {history.step_lr[-1]:.2e},"
+            f" {images / seconds:.0f} images/s, {seconds:.1f} s")
+    if bar is not None:
+        bar.write(line)
+    else:
+        print(line)
 
 
 # -------------------------------------------------------------------------------------- checkpoints
@@ -465,27 +695,149 @@ def _config_to_data(config):
 def _config_from_data(data):
     data = dict(data)
     data["stages"] = tuple(StageConfig(**stage) for stage in data["stages"])
+    if "width_multiplier" in data:  # a MobileViTv2
+        return MobileViTv2Config(**data)
     return MobileViTConfig(**data)
 
 
-def save_checkpoint(path, model, *, train_config=None, metrics=None, note=""):
-    """Write `model`'s state dict and its MobileViTConfig (as plain data) to `path`, with the TrainConfig
-    and a dict of metrics (numbers) if given. `torch.load(path, weights_only=True)` reads it back;
-    `load_checkpoint(path)` rebuilds the model. Returns the path."""
-    if not isinstance(model, MobileViT):
-        raise TypeError(f"model must be a mobilevit_edu.MobileViT (its config is saved with it), got {type(model).__name__}")
+def _cpu(state_dict):
+    return {k: v.detach().cpu().clone() if torch.is_tensor(v) else v for k, v in state_dict.items()}
+
+
+def _checkpoint_dict(model, train_config=None, metrics=None, note="", training=None):
+    """The checkpoint as plain data and tensors. `training` (fit's last.pt only): what resuming needs."""
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "model_config": _config_to_data(model.config),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": _cpu(model.state_dict()),
         "train_config": dataclasses.asdict(train_config) if train_config is not None else None,
         "metrics": dict(metrics or {}),
         "note": str(note),
     }
+    if training is not None:
+        checkpoint["training"] = training
+    return checkpoint
+
+
+def _atomic_save(obj, path):
+    """torch.save to a temporary file in the same folder, flushed to disk, then os.replace: whoever reads
+    `path` (or a run that crashes halfway through writing) sees the old file or the new one, never part of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)  # atomic on POSIX and Windows
+    finally:
+        if temporary.exists():  # the write failed: leave no debris
+            temporary.unlink()
     return path
+
+
+def save_checkpoint(path, model, *, train_config=None, metrics=None, note=""):
+    """Write `model`'s state dict and its MobileViTConfig (as plain data) to `path`, with the TrainConfig
+    and a dict of metrics (numbers) if given, atomically (see _atomic_save). `torch.load(path,
+    weights_only=True)` reads it back; `load_checkpoint(path)` rebuilds the model. Returns the path."""
+    if not isinstance(model, MobileViT):
+        raise TypeError(f"model must be a mobilevit_edu.MobileViT (its config is saved with it), got {type(model).__name__}")
+    return _atomic_save(_checkpoint_dict(model, train_config, metrics, note), path)
+
+
+def _rng_states(device):
+    """Every rank's random-number-generator states (dropout's), gathered to all ranks: a list by rank."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    rank, world_size = _rank_and_world()
+    if world_size == 1:
+        return [state]
+    states = [None] * world_size
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def _set_rng_state(states, rank, world_size, device):
+    if len(states) != world_size:
+        warnings.warn(f"the checkpoint was written by {len(states)} processes, this run has {world_size}:"
+                      " dropout draws start afresh (the batches, schedule and weights continue exactly)")
+        return
+    torch.set_rng_state(states[rank]["cpu"])
+    if device.type == "cuda" and "cuda" in states[rank]:
+        torch.cuda.set_rng_state(states[rank]["cuda"], device)
+
+
+def _save_last(out, model, ema, optimizer, scaler, history, config, step, num_images, device):
+    """last.pt: the model checkpoint plus everything `fit(resume=...)` needs; and the history files.
+    Every rank calls it (the RNG states are gathered); rank 0 writes."""
+    rng = _rng_states(device)
+    if _rank_and_world()[0] != 0:
+        return
+    training = {
+        "step": step,  # optimiser steps done: the schedule's and the sampler's position
+        "num_train_images": num_images,
+        "optimizer": optimizer.state_dict(),
+        "ema": _cpu(ema.state_dict()) if ema is not None else None,
+        "grad_scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng,
+        "history": history.to_dict(),
+    }
+    metrics = {"val_metric": history.final_val_metric} if history.epoch_val_metric else {}
+    _atomic_save(_checkpoint_dict(model, config, metrics, note=f"step {step}", training=training), Path(out) / "last.pt")
+    _write_history(out, history)
+
+
+def _write_history(out, history):
+    """history.csv (one row per epoch: epoch, train_loss, val_metric, lr, train_seconds) and history.json
+    (everything History holds, per step too), each written atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = zip(history.epoch_train_loss, history.epoch_val_metric, history.epoch_lr, history.epoch_train_time)
+    for name in ("history.csv", "history.json"):
+        temporary = out / f".{name}.tmp"
+        with open(temporary, "w", newline="") as f:
+            if name.endswith(".json"):
+                json.dump(history.to_dict(), f, indent=1)
+            else:
+                writer = csv.writer(f)
+                writer.writerow(["epoch", "train_loss", "val_metric", "lr", "train_seconds"])
+                for epoch, (loss, val, lr, seconds) in enumerate(rows, start=1):
+                    writer.writerow([epoch, f"{loss:.6f}", f"{val:.6f}", f"{lr:.6g}", f"{seconds:.2f}"])
+        os.replace(temporary, out / name)
+
+
+def _restore(path, model, ema, optimizer, scaler, history, config, num_images):
+    """Load fit's last.pt at `path` into the run: returns (step, RNG states). Raises one ValueError when the
+    file is not a resumable checkpoint of this model, these settings and this data."""
+    checkpoint = read_checkpoint(path)
+    training = checkpoint.get("training")
+    if training is None:
+        raise ValueError(f"{path} holds a model but no training state: resume from the last.pt that fit(out=...) writes")
+    saved, now = checkpoint["model_config"], _config_to_data(model.config)
+    if saved != now:
+        differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise ValueError(
+            f"{path} is a checkpoint of {saved.get('name')!r}, but the model being trained is {now['name']!r}"
+            f" (configs differ in {differ}): its weights do not fit this model"
+        )
+    saved, now = checkpoint["train_config"] or {}, dataclasses.asdict(config)
+    differ = {k: (saved.get(k), now[k]) for k in now if k != "eval_batch_size" and saved.get(k) != now[k]}
+    if differ:
+        raise ValueError(f"{path} was written with other training settings, {differ} (checkpoint, now): resume with the same")
+    if training["num_train_images"] != num_images:
+        raise ValueError(f"{path} was trained on {training['num_train_images']} images, this data has {num_images}:"
+                         " the sampler's position would point at other images")
+    model.load_state_dict(checkpoint["state_dict"])
+    if ema is not None:
+        ema.load_state_dict(training["ema"])
+    optimizer.load_state_dict(training["optimizer"])
+    if scaler is not None and training["grad_scaler"] is not None:
+        scaler.load_state_dict(training["grad_scaler"])
+    for name, value in training["history"].items():
+        setattr(history, name, value)
+    return training["step"], training["rng"]
 
 
 def read_checkpoint(path):
@@ -504,7 +856,8 @@ def load_checkpoint(path, device="cpu"):
     """Rebuild the MobileViT saved at `path` (config + weights), in eval mode on `device`.
     Returns (model, checkpoint), the second the dict of `read_checkpoint` (metrics, train_config, ...)."""
     checkpoint = read_checkpoint(path)
-    model = MobileViT(_config_from_data(checkpoint["model_config"]))
+    config = _config_from_data(checkpoint["model_config"])
+    model = (MobileViTv2 if isinstance(config, MobileViTv2Config) else MobileViT)(config)
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval(), checkpoint
 
