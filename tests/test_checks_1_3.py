@@ -342,8 +342,11 @@ def test_mv2_output_of_the_input_size_on_a_strided_block_is_explained():
                     "the stride is in self.depthwise: did you skip it?")
 
 
-def test_mv2_unrecognised_mistake_gets_the_closing_hint():
-    assert_rejected(check_inverted_residual, DoubledOutput, "values are not", "Hint: no typical mistake matches")
+def test_mv2_mistake_after_the_last_submodule_is_located_and_described():
+    message = assert_rejected(check_inverted_residual, DoubledOutput, "values are not",
+                              "Hint: every submodule gets the right input", "after `self.project.norm`",
+                              "your output is 2 times the package's output", "re-read 'The block' in chapter 2")
+    assert message.count("Hint:") == 1
 
 
 def test_mv2_rejects_renamed_submodules():
@@ -625,9 +628,10 @@ def test_layer_names_each_typical_mistake(answer, case, hint):
     assert message.count("Hint:") == 1 and "no typical mistake matches" not in message
 
 
-def test_layer_unrecognised_mistake_gets_the_closing_hint():
+def test_layer_mistake_after_the_last_submodule_is_located_and_described():
     message = assert_rejected(check_transformer_layer, ScaledOutput, "d=16", "values are not",
-                              "Hint: no typical mistake matches; re-read 'The pre-norm encoder layer'")
+                              "Hint: every submodule gets the right input", "your output is 2 times",
+                              "re-read 'The pre-norm encoder layer'")
     assert message.count("Hint:") == 1
 
 

@@ -277,12 +277,13 @@ def test_block_wrong_answers_are_rejected(changes, fragments):
     assert message.count("Hint:") == 1 and "no typical mistake matches" not in message
 
 
-def test_block_unrecognised_mistake_gets_the_closing_hint():
+def test_block_mistake_after_the_last_submodule_is_located_and_described():
     class Doubled(me.MobileViTBlock):
         def forward(self, x):
             return 2 * super().forward(x)
 
-    rejects(checks.check_mobilevit_block, Doubled, "values are not", "Hint: no typical mistake matches")
+    rejects(checks.check_mobilevit_block, Doubled, "values are not", "Hint: every submodule gets the right input",
+            "after `self.fusion.act`", "your output is 2 times")
 
 
 def test_block_with_renamed_submodules_is_told_to_keep_the_names():

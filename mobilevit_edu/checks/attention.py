@@ -9,6 +9,7 @@
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from ..layers import MultiHeadSelfAttention, TransformerLayer
@@ -22,8 +23,9 @@ from ._common import (
     expect_number,
     forbid,
     load_reference_weights,
-    expect_close_or_name_mistake,
+    expect_module_output,
     run_check,
+    traced_call,
     with_closing_hint,
 )
 
@@ -207,10 +209,37 @@ def _layer_variants(reference, x):
     return variants
 
 
-LAYER_CLOSING_HINT = (
-    "no typical mistake matches; re-read 'The pre-norm encoder layer' in chapter 3: x = x + self.attn(self.norm1(x)),"
-    " then x = x + self.mlp(self.norm2(x)), with the skeleton's submodules, and return x of shape (B, N, d)"
-)
+LAYER_SECTION = "'The pre-norm encoder layer' in chapter 3"
+LAYER_CLOSING_HINT = f"no typical mistake matches; re-read {LAYER_SECTION}"
+
+
+def _attention_probes(name, calls):
+    """For a forward that writes attention itself (between `self.attn.qkv` and `self.attn.proj`, a step with
+    no submodule): the attention of the last qkv output, right and in the typical wrong ways, as
+    (description, tensor) candidates for the input of `self.attn.proj`."""
+    if not name.endswith("attn.proj"):
+        return []
+    qkv = next((c.output for c in reversed(calls) if c.name == name.replace("proj", "qkv") and c.output is not None), None)
+    if qkv is None:
+        return []
+    d = qkv.shape[-1] // 3
+    out = []
+    for heads in (1, 2, 4, 8):
+        if d % heads:
+            continue
+        q, k, v = rearrange(qkv, "b n (three h e) -> three b h n e", three=3, h=heads).unbind(0)
+        e = d // heads
+        scores = q @ k.transpose(-2, -1)
+        what = f"attention with {heads} head(s) of size {e} on the output of `self.attn.qkv`"
+        for text, weights in [
+            (f"{what}, scores scaled by 1/√{e} (the head size)", (scores / e**0.5).softmax(-1)),
+            (f"{what}, without the 1/√e scale on the scores (a ratio of √{e})", scores.softmax(-1)),
+            (f"{what}, scores scaled by 1/√{d} (the width d, not the head size {e})", (scores / d**0.5).softmax(-1)),
+            (f"{what}, scores scaled by 1/{e} instead of 1/√{e}", (scores / e).softmax(-1)),
+            (f"{what}, the softmax over the queries (dim=-2) instead of the keys", (scores / e**0.5).softmax(-2)),
+        ]:
+            out.append((text, rearrange(weights @ v, "b h n e -> b n (h e)")))
+    return out
 
 
 def check_transformer_layer(cls):
@@ -229,11 +258,12 @@ def check_transformer_layer(cls):
             student.eval()
             x = torch.randn(x_shape, generator=generator)
             with torch.no_grad():
-                expected = reference(x)
+                expected, reference_calls = traced_call(reference, x, case)
 
                 def compare():
-                    actual = call(student, x.clone(), case=case)
-                    expect_close_or_name_mistake(actual, expected, case, lambda: _layer_variants(reference, x))
+                    actual, student_calls = traced_call(student, x.clone(), case)
+                    expect_module_output(actual, expected, case, lambda: _layer_variants(reference, x), student_calls,
+                                         reference_calls, x, LAYER_SECTION, probes=_attention_probes)
 
                 with_closing_hint(compare, LAYER_CLOSING_HINT)
 

@@ -23,11 +23,12 @@ from ._common import (
     calls_by_name,
     expect_close,
     expect_number,
-    expect_close_or_name_mistake,
+    expect_module_output,
     forbid,
     load_reference_weights,
     randomize_batchnorm,
     run_check,
+    traced_call,
     with_closing_hint,
 )
 
@@ -251,10 +252,8 @@ def _mv2_variants(reference, x):
     return [(v, sentence) for v, sentence in variants if v is not None]
 
 
-MV2_CLOSING_HINT = (
-    "no typical mistake matches; re-read 'The block' in chapter 2: y = self.project(self.depthwise(self.expand(x))),"
-    " then x + y when self.use_residual is True, else y; nothing after that"
-)
+MV2_SECTION = "'The block' in chapter 2"
+MV2_CLOSING_HINT = f"no typical mistake matches; re-read {MV2_SECTION}"
 
 
 def check_inverted_residual(cls):
@@ -281,11 +280,11 @@ def check_inverted_residual(cls):
             student.eval()
             x = torch.randn(x_shape, generator=generator)
             with torch.no_grad():
-                expected = reference(x)
+                expected, reference_calls = traced_call(reference, x, case)
 
                 def compare():
                     try:
-                        actual = call(student, x.clone(), case=case)
+                        actual, student_calls = traced_call(student, x.clone(), case)
                     except CheckFailed as error:
                         if not reference.use_residual and "size of tensor" in str(error):
                             raise CheckFailed(
@@ -300,7 +299,8 @@ def check_inverted_residual(cls):
                             f"{case}: your output has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}."
                             " Hint: the output keeps the input's size; the stride is in self.depthwise: did you skip it?"
                         )
-                    expect_close_or_name_mistake(actual, expected, case, lambda: _mv2_variants(reference, x))
+                    expect_module_output(actual, expected, case, lambda: _mv2_variants(reference, x), student_calls,
+                                         reference_calls, x, MV2_SECTION)
 
                 with_closing_hint(compare, MV2_CLOSING_HINT)
 

@@ -22,15 +22,17 @@ from ..block import MobileViTBlock
 from ..models import XXS, MobileViT, MobileViTConfig, StageConfig
 from ..patches import fold_patches, unfold_patches
 from ..profile import count_macs, count_parameters
+from .attention import _attention_probes
 from ._common import (
     CheckFailed,
     call,
     expect_close,
     expect_number,
-    expect_close_or_name_mistake,
+    expect_module_output,
     load_reference_weights,
     randomize_batchnorm,
     run_check,
+    traced_call,
     with_closing_hint,
 )
 
@@ -305,11 +307,8 @@ BLOCK_HINTS = {
     "align_corners": "resize with align_corners=False, as timm does (F.interpolate(..., mode='bilinear', align_corners=False))",
 }
 
-BLOCK_CLOSING_HINT = (
-    "no typical mistake matches; re-read 'The block, step by step' in chapter 5: y = self.local_rep(x); resize to"
-    " a multiple of the patch size if needed; unfold, (B*P, N, d), self.transformer, self.norm, fold, resize back;"
-    " then self.fusion(torch.cat([x, self.conv_proj(y)], dim=1))"
-)
+BLOCK_SECTION = "'The block, step by step' in chapter 5"
+BLOCK_CLOSING_HINT = f"no typical mistake matches; re-read {BLOCK_SECTION}"
 
 
 def _explain_block_crash(error, C, d, H, W, patch_size):
@@ -352,9 +351,9 @@ def check_mobilevit_block(cls):
             student.eval()
             x = torch.randn(x_shape, generator=generator)
             with torch.no_grad():
-                expected = reference(x)
+                expected, reference_calls = traced_call(reference, x, case)
                 try:
-                    actual = call(student, x.clone(), case=case)
+                    actual, student_calls = traced_call(student, x.clone(), case)
                 except CheckFailed as error:
                     hint = _explain_block_crash(error.__cause__ or error, C, d, *x_shape[-2:], reference.patch_size)
                     if hint:
@@ -366,7 +365,8 @@ def check_mobilevit_block(cls):
                 return [(variants[name], BLOCK_HINTS[name]) for name in BLOCK_HINTS if name in variants]
 
             with_closing_hint(
-                lambda: expect_close_or_name_mistake(actual, expected, case, block_mistakes), BLOCK_CLOSING_HINT)
+                lambda: expect_module_output(actual, expected, case, block_mistakes, student_calls, reference_calls, x,
+                                             BLOCK_SECTION, probes=_attention_probes), BLOCK_CLOSING_HINT)
 
     run_check(
         "MobileViTBlock",
@@ -537,9 +537,9 @@ def check_mobilevit_forward(cls):
             case = f"case '{description}' (x of shape {shape})"
             x = torch.rand(shape, generator=generator)
             with torch.no_grad():
-                expected = reference(x)
+                expected, reference_calls = traced_call(reference, x, case)
                 try:
-                    actual = call(student, x.clone(), case=case)
+                    actual, student_calls = traced_call(student, x.clone(), case)
                 except CheckFailed as error:
                     text = str(error.__cause__ or error)
                     if "mat1 and mat2 shapes cannot be multiplied" in text and f"x{XXS.stages[-1].channels}" in text:
