@@ -35,8 +35,9 @@ import struct
 TOLERANCE_KEY = "tolerance"
 # The outputs a tolerance applies to: the stream names (after nbval's transform) and text MIME types.
 TOLERANT_DATA_KEYS = ("text/plain", "text/html", "text/markdown")
-# A decimal number as Python, NumPy and torch print them: 3, -0.25, 1., .5, 2.9e-09, 1E+3.
-NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+# A decimal number as Python, NumPy and torch print them: 3, -0.25, 1., .5, 2.9e-09, 1E+3, and with
+# thousands separators as f"{n:,}" prints them: 25,076 and 1,234.5 (one number each; "2, 3" is two).
+NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
 def parse_tolerance(metadata):
@@ -97,7 +98,7 @@ def compare_with_tolerance(committed, new, abs_tol, rel_tol):
             return [f"the text {where} differs: committed {old_text[:200]!r}, new {new_text[:200]!r}"]
     problems = []
     for i, (old_match, new_match) in enumerate(zip(old_numbers, new_numbers), start=1):
-        old, value = float(old_match.group()), float(new_match.group())
+        old, value = float(old_match.group().replace(",", "")), float(new_match.group().replace(",", ""))
         allowed = abs_tol + rel_tol * abs(old)
         if not abs(value - old) <= allowed:  # `not <=` so that nan fails too
             problems.append(

@@ -10,7 +10,14 @@ Debian's headless Chromium and, for each page,
   blank: more than 1 % of its pixels differ from the background colour (with Pillow; without it
   the pixel check is skipped and says so).
 The pages: the welcome page, the setup notebook, the first chapter and the first exercise (when
-there are some), plus any page given with --page.
+there are some), the Chinese page book/zh-tw (when the book has it), plus any page given with --page.
+
+The Chinese page is also read glyph by glyph: a probe page served beside the book opens it in an
+iframe and, for every distinct CJK character of its text (the sidebar included), draws the character
+on a canvas in the font the page gives it and compares the pixels with those of U+10FFFD, a code
+point no font has (Chromium's missing-glyph box). Any character drawn as that box fails the check:
+the machine lacks a font for Traditional Chinese (scripts/test.sh and check_html.sh install Debian's
+fonts-wqy-microhei with chromium). A page with no CJK characters at all fails too.
 
 Before the browser, and without it, every notebook page of the book is read as built HTML and must
 - carry the "Open in Colab" launch link of its own notebook;
@@ -29,7 +36,10 @@ Exit status 1 when a page is missing, blank or broken; 2 when Chromium is not in
 
 import argparse
 import functools
+from html import unescape
 import http.server
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +65,51 @@ CHROMIUM_FLAGS = [
     "--virtual-time-budget=5000",
 ]
 WINDOW = "1280,2000"
+# The page in Traditional Chinese whose glyphs are checked (cjk_problems), and the probe page that checks
+# them: served at PROBE_PATH beside the book (same origin, so it can read the page in its iframe).
+CJK_PAGE = "book/zh-tw.html"
+PROBE_PATH = "__cjk_glyph_probe__.html"
+PROBE_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>CJK glyph probe</title></head>
+<body><pre id="result">pending</pre>
+<iframe id="page" src="%(page)s" style="width:1280px;height:2000px"></iframe>
+<script>
+// For every distinct CJK character in the page's text: draw it on a canvas in the font of the element
+// that holds it, and compare the pixels with U+10FFFD drawn in that font (no font has that code point,
+// so it is drawn as the missing-glyph box). Equal pixels: the character is a box on this machine.
+const CJK = /[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]/u;
+const MISSING = String.fromCodePoint(0x10FFFD);
+const canvas = document.createElement("canvas");
+canvas.width = canvas.height = 64;
+const ctx = canvas.getContext("2d", {willReadFrequently: true});
+function pixels(font, text) {
+  ctx.clearRect(0, 0, 64, 64);
+  ctx.font = font;
+  ctx.fillStyle = "black";
+  ctx.fillText(text, 8, 44);
+  return ctx.getImageData(0, 0, 64, 64).data.join(",");
+}
+document.getElementById("page").addEventListener("load", () => {
+  const doc = document.getElementById("page").contentDocument;
+  const walker = doc.createTreeWalker(doc.body, NodeFilter.SHOW_TEXT);
+  const seen = new Map();  // character -> font
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const ch of node.data) {
+      if (CJK.test(ch) && !seen.has(ch)) {
+        const style = doc.defaultView.getComputedStyle(node.parentElement);
+        seen.set(ch, `${style.fontStyle} ${style.fontWeight} 32px ${style.fontFamily}`);
+      }
+    }
+  }
+  const missing = [];
+  for (const [ch, font] of seen) {
+    if (pixels(font, ch) === pixels(font, MISSING)) missing.push(ch);
+  }
+  document.getElementById("result").textContent =
+    "CJK-GLYPHS " + JSON.stringify({checked: seen.size, missing: missing.join("")});
+});
+</script></body></html>
+"""
 
 
 def default_pages():
@@ -69,6 +124,8 @@ def default_pages():
         if notebooks:
             rel = _nbtools.relpath(notebooks[0])
             pages.append((rel[: -len(".ipynb")] + ".html", [], rel))
+    if (_nbtools.ROOT / CJK_PAGE.replace(".html", ".md")).exists():
+        pages.append((CJK_PAGE, ["繁體中文導讀"], None))
     return pages
 
 
@@ -82,6 +139,16 @@ def find_chromium(explicit=None):
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+    def do_GET(self):
+        if self.path.lstrip("/") != PROBE_PATH:
+            return super().do_GET()
+        body = (PROBE_HTML % {"page": "/" + CJK_PAGE}).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -149,6 +216,23 @@ def static_problems(html_dir, url, branch):
     print(f"  {pages} notebook page(s) read: Colab links, no live widgets, animations described and playing"
           + ("" if problems else ", ok"))
     return problems
+
+
+def cjk_problems(chromium, base):
+    """Problems of the Chinese page's glyphs: characters drawn as missing-glyph boxes (PROBE_HTML)."""
+    dom = run_chromium(chromium, ["--dump-dom", base + PROBE_PATH])
+    found = re.search(r"CJK-GLYPHS (\{.*?\})", unescape(dom.stdout))
+    if dom.returncode != 0 or not found:
+        return [f"{CJK_PAGE}: the glyph probe gave no result (exit {dom.returncode}): {dom.stderr.strip()[-500:]}"]
+    result = json.loads(found.group(1))
+    if result["checked"] == 0:
+        return [f"{CJK_PAGE}: no CJK characters found in the rendered page, so its glyphs cannot be checked"]
+    if result["missing"]:
+        return [f"{CJK_PAGE}: {len(result['missing'])} of {result['checked']} CJK characters render as "
+                f"missing-glyph boxes ({result['missing'][:40]}): no font for Traditional Chinese "
+                "(as root: apt-get install fonts-wqy-microhei)"]
+    print(f"  {CJK_PAGE}: all {result['checked']} distinct CJK characters have glyphs (none drawn as the missing-glyph box), ok")
+    return []
 
 
 def check_page(chromium, base, page, texts, notebook, out_dir, url, branch):
@@ -226,6 +310,8 @@ def main(argv=None):
     try:
         for page, texts, notebook in pages:
             problems += check_page(chromium, base, page, texts, notebook, out_dir, url, branch)
+        if any(page == CJK_PAGE for page, _, _ in pages):
+            problems += cjk_problems(chromium, base)
     finally:
         server.shutdown()
     if problems:

@@ -15,8 +15,10 @@
 #                            builds the book from scratch in a temporary folder, warnings as errors
 #   4. rendered pages        reads every built notebook page (Colab link, no live widget, animations
 #                            described and playing), then screenshots pages in headless Chromium
-#                            and checks them; chromium is installed with apt-get when missing and
-#                            running as root (CI), else the screenshots are skipped with a message
+#                            and checks them (the Chinese page glyph by glyph: no missing-glyph
+#                            boxes); chromium and a Traditional Chinese font (fonts-wqy-microhei) are
+#                            installed with apt-get when missing and running as root (CI), else the
+#                            screenshots are skipped with a message
 #   5. offline pages         opens the built pages in Chromium with the network unreachable: math
 #                            typeset, images and animations shown, no request leaves the machine
 #                            (scripts/check_offline.py; skipped with a message without chromium)
@@ -90,6 +92,18 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v a
         summary+=("$(printf '%-24s %7s s  ok' "install chromium" "$(since "$chromium_start")")")
     else
         echo "apt-get could not install chromium: the rendered-page check falls back to reading the HTML"
+    fi
+fi
+# The Chinese page (book/zh-tw.md) needs a font for Traditional Chinese, else Chromium draws empty boxes
+# and scripts/check_html.py fails: Debian's fonts-wqy-microhei (1.6 MB download) covers all its characters.
+if command -v chromium >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh-tw 2>/dev/null)" ] \
+        && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    banner "installing a Traditional Chinese font (apt-get, root)"
+    font_start=$(date +%s.%N)
+    if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null); then
+        summary+=("$(printf '%-24s %7s s  ok' "install CJK font" "$(since "$font_start")")")
+    else
+        echo "apt-get could not install fonts-wqy-microhei: the rendered-page check will find boxes on book/zh-tw"
     fi
 fi
 if command -v chromium >/dev/null 2>&1; then

@@ -55,6 +55,12 @@ def test_a_different_count_of_numbers_fails():
     assert problems and "2 numbers" in problems[0] and "3" in problems[0]
 
 
+def test_thousands_separators_make_one_number_and_a_shape_stays_two():
+    assert compare("disc pixels 25,076", "disc pixels 25,081", 10, 0) == []
+    assert compare("disc pixels 25,076", "disc pixels 25,981", 10, 0) != []
+    assert compare("shape (2, 3)", "shape (2, 4)", 0.5, 0) != []
+
+
 def test_nan_where_a_number_was_fails():
     assert compare("loss 0.31", "loss nan", 0.03, 0) != []
 
