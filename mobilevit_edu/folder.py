@@ -47,11 +47,12 @@ def check_image_folder(root):
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"--data {root}: no such folder (expected {root}/train/<class>/* and {root}/val/<class>/*)")
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise ValueError(f"--data {root}: there is no {split}/ folder (expected {root / split}/<class>/*)")
     classes = {}
     for split in ("train", "val"):
         folder = root / split
-        if not folder.is_dir():
-            raise ValueError(f"--data {root}: there is no {split}/ folder (expected {folder}/<class>/*)")
         names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not names:
             raise ValueError(f"{folder} has no class folders (expected {folder}/<class>/<image>)")

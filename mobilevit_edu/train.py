@@ -23,6 +23,11 @@ MobileViTConfig as plain data (`torch.load(path, weights_only=True)` reads it); 
 returns `(model, checkpoint_dict)`, the model rebuilt in eval mode. `checkpoint_path("mobilevit_mini")` /
 `checkpoint_path("cnn_mini")` locate the two that the package ships (chapter 7, seed 0).
 
+Beyond one CPU (`python -m mobilevit_edu.train --help`, the command in mobilevit_edu/cli.py): the same `fit`
+trains on an image folder (mobilevit_edu/folder.py), on a GPU with mixed precision, and under
+`torchrun --nproc_per_node N` as N processes with DistributedDataParallel; it writes resumable checkpoints
+atomically (`out=`, `resume=`). `PAPER_IMAGENET_RECIPE` is the paper's ImageNet recipe.
+
 No hidden global state: the sampler draws from its own `torch.Generator`, and `fit` runs inside
 `torch.random.fork_rng` seeded with `config.seed` (dropout draws), so the caller's random state is
 left as it was. Build the model reproducibly with `build_model(config, seed=...)`.
@@ -51,7 +56,7 @@ from .models_v2 import MobileViTv2, MobileViTv2Config
 __all__ = [
     "TrainConfig", "History", "Accuracy", "MultiScaleBatchSampler", "fit", "evaluate", "lr_at", "lr_schedule",
     "batch_size_for", "BATCH_RULES", "smooth_targets", "build_model", "save_checkpoint", "load_checkpoint", "read_checkpoint",
-    "checkpoint_path", "resolve_device", "CHAPTER7_RECIPE", "CHAPTER7_DATA", "CHAPTER7_SEEDS",
+    "checkpoint_path", "resolve_device", "rank_share", "CHAPTER7_RECIPE", "PAPER_IMAGENET_RECIPE", "CHAPTER7_DATA", "CHAPTER7_SEEDS",
 ]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -128,6 +133,23 @@ CHAPTER7_RECIPE = TrainConfig(
 # matching_marks_splits(**CHAPTER7_DATA), then fit(model, train, val, CHAPTER7_RECIPE with seed=s).
 CHAPTER7_DATA = {"num_train": 1200, "num_val": 500, "resolution": 40, "seed": 0}
 CHAPTER7_SEEDS = (0, 1, 2)
+
+
+# The paper's ImageNet recipe (sec. 4.1 and appendix B; ml-cvnets v0.1 config/classification/mobilevit_*.yaml):
+# 300 epochs; effective batch 1,024 at 256 x 256 (8 GPUs x 128); AdamW, betas 0.9/0.999, weight decay 0.01;
+# lr warmed up linearly from 0.0002 to 0.002 over 3,000 iterations, then cosine to 0.0002; label smoothing
+# 0.1; EMA momentum 0.0005; the multi-scale sampler at 160, 192, 256, 288 and 320 px (ml-cvnets' 5 scales
+# from 160 to 320, rounded to multiples of 32, and the base 256). Two differences, both stated where used:
+# ml-cvnets v0.1 steps its cosine once per epoch (`is_iteration_based: false`), fit once per step; and its
+# batch size per resolution is max(base, ...) per GPU (the ch. 7 note on batch_size_for). The model side
+# of the recipe (classifier dropout 0.1; transformer dropout 0.1, 0.05 for XXS) is not a TrainConfig field:
+# `python -m mobilevit_edu.train --preset paper-imagenet` sets the classifier's; the package's transformer
+# layers have no dropout.
+PAPER_IMAGENET_RECIPE = TrainConfig(
+    epochs=300, batch_size=1024, lr=2e-3, min_lr=2e-4, warmup_steps=3000, warmup_lr=2e-4, weight_decay=0.01,
+    betas=(0.9, 0.999), label_smoothing=0.1, ema_momentum=0.0005, resolutions=(160, 192, 256, 288, 320),
+    base_resolution=256, eval_batch_size=100,
+)
 
 
 # -------------------------------------------------------------------------------- the recipe's pieces
@@ -502,6 +524,23 @@ def _rank_batches(data, plan, epoch, seed, rank, world_size, num_workers, device
     return iter(loader)
 
 
+def _backward_and_step(loss, optimizer, scaler, model, grad_clip):
+    """loss.backward() (DDP averages the ranks' gradients here), optional gradient clipping, optimizer.step();
+    with fp16 through the GradScaler, which scales the loss up and the gradients back before clipping."""
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)  # skips the step if the scaled gradients overflowed
+        scaler.update()
+
+
 def _to_device(x, y, device):
     if device.type == "cuda" and x.dim() == 4:  # channels-last: NHWC convolutions, faster on GPUs
         return x.to(device, memory_format=torch.channels_last, non_blocking=True), y.to(device, non_blocking=True)
@@ -601,18 +640,7 @@ def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device=
                     loss = loss_fn(trained(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 weighted = loss * _share_of_global_batch(len(y), len(indices), world_size)
-                if scaler is None:
-                    weighted.backward()
-                else:
-                    scaler.scale(weighted).backward()
-                    scaler.unscale_(optimizer)  # clip the true gradients
-                if config.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                if scaler is None:
-                    optimizer.step()
-                else:
-                    scaler.step(optimizer)
-                    scaler.update()
+                _backward_and_step(weighted, optimizer, scaler, model, config.grad_clip)
                 if ema is not None:
                     _update_ema(ema, model, config.ema_momentum)
                 history.step_lr.append(schedule[step])
@@ -627,16 +655,14 @@ def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device=
                     bar.set_postfix(epoch=epoch + 1, loss=f"{history.step_loss[-1]:.3f}", lr=f"{schedule[step - 1]:.2e}",
                                     img_s=f"{history.images_seen / seconds:.0f}", refresh=False)
                 stopping = stop_after is not None and step >= stop_after
-                if out is not None and (stopping or (checkpoint_every and step % checkpoint_every == 0)):
+                if out is not None and step < first_step + len(plan) and (
+                        stopping or (checkpoint_every and step % checkpoint_every == 0)):
                     _save_last(out, model, ema, optimizer, scaler, history, config, step, num_images, device)
                 if stopping:
-                    history.train_time += time.perf_counter() - start_epoch
-                    if bar is not None:
-                        bar.close()
-                    if writes and progress:
-                        print(f"stopped after step {step} of {total_steps}" + (f"; continue with resume={Path(out) / 'last.pt'}" if out else ""))
-                    return history
+                    break
             history.train_time += time.perf_counter() - start_epoch
+            if step < first_step + len(plan):  # stopped inside the epoch
+                return _stopped(bar, history, step, total_steps, out, writes and progress)
             history.epoch_train_time.append(time.perf_counter() - start_epoch)
             history.epoch_lr.append(schedule[step - 1])
             history.epoch_train_loss.append(sum(history.step_loss[first_step:]) / len(plan))
@@ -649,6 +675,8 @@ def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device=
                 _print_epoch(bar, epoch, config.epochs, history, plan[skip:])
             if out is not None:
                 _save_last(out, model, ema, optimizer, scaler, history, config, step, num_images, device)
+            if stop_after is not None and stop_after <= step < total_steps:  # stopped at the end of an epoch
+                return _stopped(bar, history, step, total_steps, out, writes and progress)
     if bar is not None:
         bar.close()
     if ema is not None:
@@ -669,6 +697,15 @@ def _progress_bar(total, progress, initial=0):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="training", unit="step", leave=True)
+
+
+def _stopped(bar, history, step, total_steps, out, talk):
+    """End a run cut short by stop_after: the history so far (last.pt holds the rest)."""
+    if bar is not None:
+        bar.close()
+    if talk:
+        print(f"stopped after step {step} of {total_steps}" + (f"; continue with resume={Path(out) / 'last.pt'}" if out else ""))
+    return history
 
 
 def _print_epoch(bar, epoch, epochs, history, plan):
@@ -870,3 +907,9 @@ def checkpoint_path(name="mobilevit_mini"):
         available = sorted(p.stem for p in ASSETS.glob("*.pt"))
         raise FileNotFoundError(f"no checkpoint {name!r} in {ASSETS}; available: {available}")
     return path
+
+
+if __name__ == "__main__":  # python -m mobilevit_edu.train: the training command (mobilevit_edu/cli.py)
+    from mobilevit_edu.cli import main
+
+    main()
