@@ -1,6 +1,8 @@
 """The exercise checks of chapter 11: the reference passes, a stub is "not implemented yet", and wrong
 answers that look right are rejected with a message that says what is wrong."""
 
+import types
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,7 +58,26 @@ class StubASPP(ASPP):
 
 
 def test_aspp_reference_passes(capsys):
-    assert "all 4 cases" in passes(checks.check_aspp_forward, ASPP, capsys)
+    # the package's forward, copied into a student's subclass (the package's class itself writes no forward of
+    # the student's, and is rejected below)
+    copied = types.FunctionType(ASPP.forward.__code__, ASPP.forward.__globals__, "forward")
+    assert "all 4 cases" in passes(checks.check_aspp_forward, type("Copied", (ASPP,), {"forward": copied}), capsys)
+
+
+def test_aspp_that_inherits_the_package_forward_is_rejected():
+    class Inherits(ASPP):
+        pass
+
+    rejects(checks.check_aspp_forward, Inherits, "does not define forward", "inherits the package's ASPP.forward")
+    rejects(checks.check_aspp_forward, ASPP, "does not define forward")
+
+
+def test_aspp_that_calls_the_package_forward_is_rejected():
+    class CallsSuper(ASPP):
+        def forward(self, x):
+            return super().forward(x)
+
+    rejects(checks.check_aspp_forward, CallsSuper, "calls the package's ASPP.forward")
 
 
 def test_aspp_written_like_the_wrong_ones_but_right_passes(capsys):
@@ -84,7 +105,7 @@ def test_aspp_stub_is_not_implemented_yet(capsys):
         ({"combine": "add"}, ["concatenate", "do not add"]),
         ({"combine": "pool_first"}, ["another order"]),
         ({"pooling": "max"}, ["averages the whole map"]),
-        ({"pooling": "none"}, ["leave out the image-pooling branch"]),
+        ({"pooling": "none"}, ["never runs the image-pooling branch self.pool"]),
         ({"pooling": "skip"}, ["skips the pooling"]),
         ({"pooling": "unbroadcast"}, ["broadcast it back"]),
         ({"use_project": False}, ["side by side", "self.project"]),

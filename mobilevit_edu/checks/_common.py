@@ -72,7 +72,7 @@ def expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=()):
         raise CheckFailed(f"{case}: your output has dtype {actual.dtype}; expected {expected.dtype}")
     if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
         diff = (actual - expected).abs()
-        where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+        where = _unravel(int(diff.argmax()), diff.shape)
         message = (
             f"{case}: the shape {tuple(actual.shape)} is right but the values are not:"
             f" largest difference {diff.max().item():.3g} at index {where}"
@@ -148,16 +148,22 @@ class ForbiddenCall(Exception):
 @contextlib.contextmanager
 def forbid(targets, what):
     """Replace each `(owner, name)` attribute in `targets` by a function that records the call and
-    raises ForbiddenCall, for the duration of the block; `what` names them in the message."""
+    raises ForbiddenCall, for the duration of the block; `what` names them in the message (None: each is
+    recorded as owner.name, e.g. "fusion.fuse_conv_bn_eval")."""
     calls, saved = [], []
 
-    def forbidden(*args, **kwargs):
-        calls.append(what)
-        raise ForbiddenCall(f"the exercise forbids {what}")
+    def forbidding(owner, name):
+        label = what or f"{getattr(owner, '__name__', type(owner).__name__).rsplit('.', 1)[-1]}.{name}"
+
+        def forbidden(*args, **kwargs):
+            calls.append(label)
+            raise ForbiddenCall(f"the exercise forbids {label}")
+
+        return forbidden
 
     for owner, name in targets:
         saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, forbidden)
+        setattr(owner, name, forbidding(owner, name))
     try:
         yield calls
     finally:
@@ -181,6 +187,15 @@ def calls_by_name(fn, names):
             if name in names and name not in found:
                 found.append(name)
     return found
+
+
+def _unravel(index, shape):
+    """The multi-index of flat `index` in `shape` (torch.unravel_index imports sympy on its first call: 2-3 s)."""
+    where = []
+    for size in reversed(tuple(shape)):
+        where.append(index % size)
+        index //= size
+    return tuple(reversed(where))
 
 
 def _first_hint(actual, expected, hints):
@@ -326,7 +341,7 @@ def describe(t, pool, atol=1e-5, rtol=1e-4):
 
 def _first_difference(actual, expected):
     diff = (actual - expected).abs()
-    where = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    where = _unravel(int(diff.argmax()), diff.shape)
     return f"largest difference {diff.max().item():.3g} at index {where} (yours {actual[where].item():.5g}," \
            f" expected {expected[where].item():.5g})"
 

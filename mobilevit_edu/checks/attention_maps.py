@@ -15,10 +15,23 @@ patches and positions swapped, the column of the matrix instead of its row.
 import torch
 from einops import rearrange
 
+from .. import explain
 from ..block import MobileViTBlock
 from ..explain import attention_map_from_weights, block_attention, pixel_to_patch
+from ..layers import MultiHeadSelfAttention
 from ..patches import unfold_patches
-from ._common import CheckFailed, call, expect_close, randomize_batchnorm, run_check
+from ._common import (
+    CheckFailed,
+    ForbiddenCall,
+    call,
+    calls_by_name,
+    expect_close,
+    forbid,
+    randomize_batchnorm,
+    run_check,
+    with_closing_hint,
+)
+from .attention import randomize_layernorm
 
 # (description, channels, transformer_dim, depth, num_heads, patch_size, map size (H, W), layer)
 WEIGHT_CASES = [
@@ -46,7 +59,8 @@ def _wrong_weights(block, y, layer):
             for earlier in block.transformer[:layer]:
                 tokens = earlier(tokens)
         this = block.transformer[layer]
-        q, k, _ = _heads(this.attn, this.norm1(tokens) if norm else tokens)
+        norm = {True: this.norm1, False: None, "norm2": this.norm2, "block": block.norm}[norm]
+        q, k, _ = _heads(this.attn, norm(tokens) if norm is not None else tokens)
         e = q.shape[-1] if scale == "head" else q.shape[-1] * this.attn.num_heads
         s = q @ k.transpose(-2, -1)
         return s if scale is None else s / e**0.5
@@ -57,6 +71,8 @@ def _wrong_weights(block, y, layer):
     variants["no_scale"] = scores(tokens, scale=None).softmax(-1)
     variants["scale_d"] = scores(tokens, scale="d").softmax(-1)
     variants["no_norm"] = scores(tokens, norm=False).softmax(-1)
+    variants["norm2"] = scores(tokens, norm="norm2").softmax(-1)
+    variants["block_norm"] = scores(tokens, norm="block").softmax(-1)
     if layer > 0:
         variants["skip_layers"] = scores(tokens, skip=True).softmax(-1)
     pixels = rearrange(unfold_patches(y, block.patch_size), "b p n d -> (b n) p d")
@@ -71,6 +87,10 @@ WEIGHT_HINTS = {
     "no_scale": "you forgot the scale: divide the scores by √e before the softmax, e = d / heads the head size",
     "scale_d": "the scale uses the head size e = d / heads, not the model width d: divide by √e",
     "no_norm": "the transformer layer is pre-norm: apply the layer's norm1 to the tokens before its qkv projection",
+    "norm2": "the attention reads the layer's *first* LayerNorm: this.norm1(tokens) before this.attn.qkv; norm2"
+    " belongs to the MLP",
+    "block_norm": "block.norm is the block's final LayerNorm, after all layers; the attention of layer `layer` reads"
+    " that layer's own norm1: this.norm1(tokens) before this.attn.qkv",
     "skip_layers": "for layer > 0, first run the tokens through layers 0 .. layer-1 (block.transformer[:layer])",
     "across_pixels": "patches and positions swapped: your tokens are (N, P, d), attention across the P pixels of a patch."
     " MobileViT attends across the N patches, separately for each position: tokens (P, N, d)",
@@ -86,7 +106,17 @@ def _case_block(C, d, depth, heads, patch, generator):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         block = MobileViTBlock(C, d, depth, patch_size=patch, num_heads=heads)
-    return randomize_batchnorm(block, generator).eval()
+    # LayerNorms with random scales and shifts, so that reading the tokens after the wrong one shows
+    return randomize_layernorm(randomize_batchnorm(block, generator), generator).eval()
+
+
+# What attention_weights rebuilds: calling these is not an answer (the layer's own matrix, the package's helper)
+FORBIDDEN_WEIGHTS = [(MultiHeadSelfAttention, "attention_weights"), (explain, "block_attention")]
+FORBIDDEN_WEIGHTS_MESSAGE = (
+    "your function calls {what}, which computes the very matrices this exercise asks for. Hint: compute them from"
+    " the layer's modules: the tokens (P, N, d), layers 0 .. layer-1, norm1, attn.qkv, then softmax(q kᵀ / √e)"
+)
+WEIGHTS_SECTION = "'Attention maps: the red dot and its blue dots, learnt' in chapter 8"
 
 
 def check_attention_weights(fn):
@@ -102,7 +132,16 @@ def check_attention_weights(fn):
             y = torch.randn(1, d, *size, generator=generator)
             with torch.no_grad():
                 expected = block_attention(block, y, layer)[0]
-                actual = call(fn, block, y.clone(), layer, case=case)
+                try:
+                    with forbid(FORBIDDEN_WEIGHTS, "attention_weights") as forbidden:
+                        actual = call(fn, block, y.clone(), layer, case=case)
+                except CheckFailed as error:
+                    if forbidden or isinstance(error.__cause__, ForbiddenCall):
+                        raise CheckFailed(f"{case}: " + FORBIDDEN_WEIGHTS_MESSAGE.format(
+                            what="the layer's attn.attention_weights (or explain.block_attention)")) from None
+                    raise
+                if forbidden:  # the student's code caught our exception and went on
+                    raise CheckFailed(f"{case}: " + FORBIDDEN_WEIGHTS_MESSAGE.format(what="attn.attention_weights"))
                 variants = _wrong_weights(block, y, layer)
             hints = [
                 (lambda a, e, v=variants[name]: a.shape == v.shape and torch.allclose(a, v, atol=1e-5, rtol=1e-4), hint)
@@ -113,7 +152,11 @@ def check_attention_weights(fn):
                           "drop the batch dimension: y holds one image, return (P, heads, N, N)"))
             hints.append((lambda a, e: tuple(a.shape) == (P, N, N),
                           "keep the heads apart: (P, heads, N, N), one matrix per head"))
-            expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=hints)
+            with_closing_hint(lambda: expect_close(actual, expected, case, atol=1e-5, rtol=1e-4, hints=hints),
+                              f"no typical mistake matches; re-read {WEIGHTS_SECTION}")
+        names = calls_by_name(fn, {"attention_weights", "block_attention"})
+        if names:  # a call the patch cannot see (a copy of the method taken before the check ran)
+            raise CheckFailed(FORBIDDEN_WEIGHTS_MESSAGE.format(what=" and ".join(f"{n}(...)" for n in names)))
 
     run_check(
         "attention_weights",
@@ -157,6 +200,10 @@ def _wrong_maps(weights, pixel, size, patch, head):
     n_cols = (j // pw) * (H // ph) + (i // ph)  # patches numbered column by column
     if n_cols != n:
         variants["n_col_major"] = _place(weights, weights[p, head, n_cols], p, size, patch)
+    if p_cols != p:  # the weights read at the column-major position, placed at the right one
+        variants["p_col_major_read"] = _place(weights, weights[p_cols, head, n], p, size, patch)
+    whole = weights[p, head, n].reshape(H // ph, W // pw)
+    variants["whole_patch"] = whole.repeat_interleave(ph, 0).repeat_interleave(pw, 1)
     if n < ph * pw and p < weights.shape[-1]:  # p and n swapped: the patch number used as the position, and back
         variants["swap_pn"] = _place(weights, weights[n, head, p], n, size, patch)
     return variants
@@ -169,10 +216,22 @@ MAP_HINTS = {
     "position_0": "the weights belong on the pixels at the *same position p* as the chosen pixel in every patch,"
     " (i % ph, j % pw) inside each patch, not on each patch's first pixel",
     "p_col_major": "the position inside the patch is numbered row by row: p = (i % ph) * pw + (j % pw)",
+    "p_col_major_read": "the position inside the patch is numbered row by row: p = (i % ph) * pw + (j % pw);"
+    " you read the weights of another position",
+    "whole_patch": "you put each patch's weight on every pixel of the patch; it belongs only on the pixel at the"
+    " same position p as the chosen pixel, (i % ph, j % pw) inside each patch, zero elsewhere",
     "n_col_major": "the patches are numbered row by row: n = (i // ph) * (W // pw) + (j // pw)",
     "swap_pn": "patches and positions swapped: the first axis of weights is the position p in the patch, the row"
     " index n is the patch: weights[p, head, n]",
 }
+
+
+FORBIDDEN_MAPS = [(explain, "attention_map_from_weights"), (explain, "attention_map")]
+FORBIDDEN_MAP_MESSAGE = (
+    "your function calls the package's explain.attention_map_from_weights (or explain.attention_map), which places"
+    " the row for you. Hint: find the pixel's position p in its patch and its patch n, take weights[p, head, n],"
+    " and place it on the map yourself"
+)
 
 
 def check_attention_map(fn):
@@ -189,8 +248,13 @@ def check_attention_map(fn):
             weights = torch.randn(P, 4, N, N, generator=generator).softmax(-1)
             expected = attention_map_from_weights(weights, pixel, size, (ph, pw), head)
             try:
-                actual = call(fn, weights.clone(), pixel, size, patch, head, case=case)
+                with forbid(FORBIDDEN_MAPS, "attention_map_from_weights") as forbidden:
+                    actual = call(fn, weights.clone(), pixel, size, patch, head, case=case)
+                if forbidden:
+                    raise CheckFailed(f"{case}: {FORBIDDEN_MAP_MESSAGE}")
             except CheckFailed as error:
+                if forbidden or isinstance(error.__cause__, ForbiddenCall):
+                    raise CheckFailed(f"{case}: {FORBIDDEN_MAP_MESSAGE}") from None
                 if isinstance(error.__cause__, IndexError):
                     raise CheckFailed(
                         f"{str(error).rstrip('.')}. Hint: patches and positions swapped? weights is (P, heads, N, N) ="
@@ -203,11 +267,15 @@ def check_attention_map(fn):
                 (lambda a, e, v=variants[name]: a.shape == v.shape and torch.allclose(a, v, atol=1e-6), hint)
                 for name, hint in MAP_HINTS.items() if name in variants
             ]
-            hints.append((lambda a, e: tuple(a.shape) == (size[1], size[0]), "your map is W x H: size is (H, W)"))
+            if size[0] != size[1]:  # on a square map a W x H map cannot be told from any other wrong map
+                hints.append((lambda a, e: tuple(a.shape) == (size[1], size[0]), "your map is W x H: size is (H, W)"))
             hints.append((lambda a, e: tuple(a.shape) == (N,) or tuple(a.shape) == (size[0] // ph, size[1] // pw),
                           f"this is the row of N = {N} patch weights; place each on its patch's pixel at position p"
                           f" of the full {size[0]}x{size[1]} map"))
-            expect_close(actual, expected, case, atol=1e-6, rtol=1e-5, hints=hints)
+            with_closing_hint(lambda: expect_close(actual, expected, case, atol=1e-6, rtol=1e-5, hints=hints),
+                              f"no typical mistake matches; re-read {WEIGHTS_SECTION}")
+        if calls_by_name(fn, {"attention_map_from_weights", "attention_map"}):
+            raise CheckFailed(FORBIDDEN_MAP_MESSAGE)
 
     run_check(
         "attention_map",

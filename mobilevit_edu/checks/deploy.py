@@ -7,8 +7,10 @@
 
 import torch
 from torch import nn
+from torch.nn.utils import fusion
 
-from ._common import CheckFailed, call, expect_close, run_check
+from .. import deploy
+from ._common import CheckFailed, call, calls_by_name, expect_close, forbid, run_check
 
 # (description, Conv2d arguments, conv has a bias, BN eps, running variances drawn in [low, high), x shape)
 FOLD_CASES = [
@@ -19,8 +21,9 @@ FOLD_CASES = [
     ("depthwise 3x3, stride 2, with bias; eps 1e-3 and running variances near 1e-4",
      dict(in_channels=6, out_channels=6, kernel_size=3, stride=2, padding=1, groups=6),
      True, 1e-3, (1e-4, 1e-3), (2, 6, 10, 9)),
-    ("3x3 conv 4 -> 6 in 2 groups, no bias; eps 1e-3, small running variances",
-     dict(in_channels=4, out_channels=6, kernel_size=3, groups=2), False, 1e-3, (1e-4, 1e-3), (1, 4, 8, 12)),
+    ("3x3 conv 4 -> 6 in 2 groups, dilation 2, no bias; eps 1e-3, small running variances",
+     dict(in_channels=4, out_channels=6, kernel_size=3, groups=2, dilation=2, padding=1), False, 1e-3, (1e-4, 1e-3),
+     (1, 4, 8, 12)),
 ]
 
 
@@ -51,11 +54,7 @@ def _fold_hints(conv, bn, x):
     gamma, beta, mu, var, eps = bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps
     b = conv.bias if conv.bias is not None else torch.zeros_like(mu)
     s = gamma / torch.sqrt(var + eps)
-    s_no_eps = gamma / torch.sqrt(var)
     variants = [
-        (_folded_with(conv, bn, x, s_no_eps, (b - mu) * s_no_eps + beta),
-         "you forgot eps: BatchNorm divides by sqrt(running_var + eps), not sqrt(running_var);"
-         " with small variances (here eps = {eps:g}) the difference is large".format(eps=eps)),
         (_folded_with(conv, bn, x, 1 / torch.sqrt(var + eps), (b - mu) / torch.sqrt(var + eps)),
          "you left out BatchNorm's own affine parameters: after normalising it multiplies by"
          " bn.weight (gamma) and adds bn.bias (beta)"),
@@ -73,36 +72,73 @@ def _fold_hints(conv, bn, x):
          "you dropped conv's own bias: it passes through BatchNorm too, so b' = (b - running_mean) * scale + beta"),
         (_folded_with(conv, bn, x, s, b + beta - mu * s),
          "conv's own bias must be scaled as well: b' = (b - running_mean) * scale + beta, not b + beta - running_mean * scale"),
+        (_folded_with(conv, bn, x, gamma / (var + eps), (b - mu) * gamma / (var + eps) + beta),
+         "you divide by running_var + eps; BatchNorm divides by the standard deviation, its square root:"
+         " scale = gamma / sqrt(running_var + eps)"),
+        (_folded_with(conv, bn, x, gamma / (torch.sqrt(var) + eps), (b - mu) * gamma / (torch.sqrt(var) + eps) + beta),
+         "you add eps outside the square root; it goes inside: sqrt(running_var + eps), as BatchNorm computes it"),
+        (_folded_with(conv, bn, x, s, (b - mu) / torch.sqrt(var + eps) + beta),
+         "your weights are right but your bias misses gamma: the shift (b - running_mean) is scaled by the whole"
+         " scale gamma / sqrt(running_var + eps), b' = (b - running_mean) * scale + beta"),
+        (_folded_with(conv, bn, x, gamma * torch.sqrt(var + eps), (b - mu) * gamma * torch.sqrt(var + eps) + beta),
+         "you multiply by the standard deviation; BatchNorm divides by it: scale = gamma / sqrt(running_var + eps)"),
+        (_folded_with(conv, bn, x, s, (b + mu) * s + beta),
+         "you add the running mean; BatchNorm subtracts it: b' = (b - running_mean) * scale + beta"),
+        (_folded_with(conv, bn, x, 1 / torch.sqrt(var + eps), (b - mu) / torch.sqrt(var + eps) + beta),
+         "you left out gamma (bn.weight): BatchNorm multiplies the normalised value by it, so the scale is"
+         " gamma / sqrt(running_var + eps), in the weights and in the bias"),
+        (_folded_with(conv, bn, x, gamma / (1 + eps) ** 0.5, b * gamma / (1 + eps) ** 0.5 + beta),
+         "you normalise with mean 0 and variance 1: in eval mode (and so in a folded conv) BatchNorm uses its"
+         " running statistics, bn.running_mean and bn.running_var"),
     ]
-    hints = [
-        (lambda actual, expected, v=v: torch.allclose(actual, v, atol=1e-4, rtol=1e-4) and not torch.allclose(v, expected, atol=1e-4, rtol=1e-4), sentence)
-        for v, sentence in variants
-    ]
-    return hints
+    for other_eps in (1e-5, 1e-3, 0.0):  # a hard-coded eps: only a different answer where bn.eps is another one
+        if other_eps != eps:
+            s_other = gamma / torch.sqrt(var + other_eps)
+            variants.append((_folded_with(conv, bn, x, s_other, (b - mu) * s_other + beta),
+                             f"you use eps = {other_eps:g}; this BatchNorm's is bn.eps = {eps:g}: read it from bn"
+                             if other_eps else "you forgot eps: BatchNorm divides by sqrt(running_var + eps), not"
+                             f" sqrt(running_var); with small variances (here eps = {eps:g}) the difference is large"))
+    def hint(actual, expected):  # the one mistake whose output the student's equals, or none
+        matches = {sentence for v, sentence in variants if torch.allclose(actual, v, atol=1e-4, rtol=1e-4)
+                   and not torch.allclose(v, expected, atol=1e-4, rtol=1e-4)}
+        return matches.pop() if len(matches) == 1 else ""
+
+    return hint
 
 
-def _implied_statistics_hint(student, conv, bn):
-    """When the student's conv is a per-channel rescaling of `conv` (as a fold is) but not with the
-    running statistics: say so (batch statistics, or statistics of something else)."""
+def _fallback_hint(student, conv, bn):
+    """When no typical mistake matches: say, as facts, where the student's conv differs from the fold (the scale
+    of one channel's weights, or one channel's bias) and what to re-read, naming no cause."""
     with torch.no_grad():
         w, w_student = conv.weight.flatten(1), student.weight.detach().flatten(1)
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         if w_student.shape != w.shape:
             return ""
-        scale = (w_student * w).sum(1) / (w * w).sum(1)  # least-squares scale per output channel
-        if not torch.allclose(w_student, w * scale[:, None], atol=1e-5, rtol=1e-4):
-            return "your weights are not conv's weights scaled per output channel: scale row c of conv.weight" \
-                   " (output channel c) by bn.weight[c] / sqrt(bn.running_var[c] + bn.eps)"
-        running = " in eval mode, and so in a folded conv, BatchNorm uses its running statistics" \
-                  " (bn.running_mean, bn.running_var), never the statistics of a batch"
-        implied_var = (bn.weight / scale) ** 2 - bn.eps
-        if not torch.allclose(implied_var, bn.running_var, rtol=1e-3, atol=1e-6):
-            return "your scale per channel is gamma / sqrt(v + eps) with a variance v that is not bn.running_var:" + running
-        if student.bias is not None:
+        theirs = (w_student * w).sum(1) / (w * w).sum(1)  # the student's scale per output channel (least squares)
+        if not torch.allclose(w_student, w * theirs[:, None], atol=1e-5, rtol=1e-4):
+            found = "your weights are not conv's weights scaled per output channel (row c of conv.weight times one number)"
+        elif not torch.allclose(theirs, scale, atol=1e-6, rtol=1e-4):
+            c = int((theirs - scale).abs().argmax())
+            found = (f"your weights scale channel {c} of conv by {theirs[c].item():.6g}; bn.weight[c] /"
+                     f" sqrt(bn.running_var[c] + bn.eps) is {scale[c].item():.6g}")
+        else:
             b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            implied_mean = b - (student.bias.detach() - bn.bias) / scale
-            if not torch.allclose(implied_mean, bn.running_mean, rtol=1e-3, atol=1e-4):
-                return "your bias is (b - m) * scale + beta with a mean m that is not bn.running_mean:" + running
-    return ""
+            right = (b - bn.running_mean) * scale + bn.bias
+            c = int((student.bias.detach() - right).abs().argmax())
+            found = (f"your weights are right; your bias of channel {c} is {student.bias[c].item():.6g}, the fold's is"
+                     f" {right[c].item():.6g}")
+    return f"no typical mistake matches; {found}; re-read {FOLD_SECTION}"
+
+
+FOLD_SECTION = "'Folding BatchNorm by hand' in chapter 9"
+# What the exercise asks to write: calling these is not an answer
+FORBIDDEN_FOLDS = [(fusion, "fuse_conv_bn_eval"), (fusion, "fuse_conv_bn_weights"), (deploy, "fold_batchnorm"),
+                   (deploy, "fuse")]
+FORBIDDEN_FOLD_NAMES = {"fuse_conv_bn_eval", "fuse_conv_bn_weights", "fold_batchnorm", "fuse", "fuse_modules"}
+FORBIDDEN_FOLD_MESSAGE = (
+    "your function calls {what}, which folds the BatchNorm for you. Hint: write the fold yourself: a new"
+    " nn.Conv2d whose weight and bias you compute from conv's and bn's tensors"
+)
 
 
 def check_fold_batchnorm(fn):
@@ -119,7 +155,15 @@ def check_fold_batchnorm(fn):
             x = torch.randn(x_shape, generator=generator)
             with torch.no_grad():
                 expected = bn(conv(x))
-            folded = call(fn, conv, bn, case=case)
+            try:
+                with forbid(FORBIDDEN_FOLDS, None) as forbidden:
+                    folded = call(fn, conv, bn, case=case)
+                if forbidden:
+                    raise CheckFailed(f"{case}: " + FORBIDDEN_FOLD_MESSAGE.format(what=forbidden[0]))
+            except CheckFailed as error:
+                if forbidden:
+                    raise CheckFailed(f"{case}: " + FORBIDDEN_FOLD_MESSAGE.format(what=forbidden[0])) from None
+                raise
             after = {**conv.state_dict(), **{f"bn.{k}": v for k, v in bn.state_dict().items()}}
             changed = [k for k, v in before.items() if k not in after or not torch.equal(after[k], v)]
             if changed or bn.training or conv.training:
@@ -144,11 +188,16 @@ def check_fold_batchnorm(fn):
             folded.eval()
             with torch.no_grad():
                 actual = call(folded, x, case=case)
-                hints = _fold_hints(conv, bn, x)
-                statistics_hint = _implied_statistics_hint(folded, conv, bn)
-            if statistics_hint:
-                hints.append((lambda actual, expected: True, statistics_hint))
+                hint = _fold_hints(conv, bn, x)
+                hints = [(lambda a, e: bool(hint(a, e)), hint(actual, expected) if actual.shape == expected.shape else "")]
+                fallback = _fallback_hint(folded, conv, bn)
+            if fallback:
+                hints.append((lambda a, e: True, fallback))
             expect_close(actual, expected, case, atol=1e-4, rtol=1e-4, hints=hints)
+        # the fallback: a call the patch cannot see (`from torch.nn.utils.fusion import fuse_conv_bn_eval`)
+        names = [n for n in calls_by_name(fn, FORBIDDEN_FOLD_NAMES) if n != getattr(fn, "__name__", None)]
+        if names:
+            raise CheckFailed(FORBIDDEN_FOLD_MESSAGE.format(what=" and ".join(f"{n}(...)" for n in names)))
 
     run_check(
         "fold_batchnorm",

@@ -7,13 +7,23 @@
   including a class absent from both the truth and the prediction (it must not count).
 """
 
+import itertools
 import math
 
 import torch
 import torch.nn.functional as F
 
 from ..segmentation import ASPP
-from ._common import CheckFailed, call, expect_close, load_reference_weights, randomize_batchnorm, run_check
+from ._common import (
+    CheckFailed,
+    call,
+    expect_close,
+    forbid,
+    load_reference_weights,
+    randomize_batchnorm,
+    recording,
+    run_check,
+)
 
 # ------------------------------------------------------------------------------------------------ ASPP
 # (description, in_channels, out_channels, atrous_rates, x shape, training mode)
@@ -31,7 +41,11 @@ def _aspp_variants(aspp, x):
     branches = [branch(x) for branch in aspp.branches]
     pooled = aspp.pool(x).expand(-1, -1, H, W)
     max_pooled = aspp.pool.conv(F.adaptive_max_pool2d(x, 1)).expand(-1, -1, H, W)
+    outputs = branches + [pooled]
+    reordered = [aspp.project(torch.cat([outputs[k] for k in order], dim=1))
+                 for order in itertools.islice(itertools.permutations(range(len(outputs))), 1, None)]
     return {
+        "order": reordered,
         "pool_first": aspp.project(torch.cat([pooled] + branches, dim=1)),
         "max_pool": aspp.project(torch.cat(branches + [max_pooled], dim=1)),
         "pool_not_pooled": aspp.project(torch.cat(branches + [aspp.pool.conv(x)], dim=1)),
@@ -39,6 +53,8 @@ def _aspp_variants(aspp, x):
 
 
 ASPP_HINTS = {
+    "order": "your branches are concatenated in another order: the projection's weights expect"
+    " [1x1 branch, atrous branches in the order of self.branches, image pooling] along dim 1",
     "pool_first": "your branches are concatenated in another order: the projection's weights expect"
     " [1x1 branch, atrous branches in the order of self.branches, image pooling] along dim 1",
     "max_pool": "the image-pooling branch averages the whole map (self.pool does it: AdaptiveAvgPool2d(1)"
@@ -48,7 +64,21 @@ ASPP_HINTS = {
 }
 
 
-def _explain_aspp_crash(error, aspp, x):
+def _missing_branches(calls, aspp):
+    """The branches (by what they are) that the student's forward never ran, from the recorded calls."""
+    called = {c.name.split(".")[0] + "." + c.name.split(".")[1] if c.name.startswith("branches.") else c.name.split(".")[0]
+              for c in calls}
+    missing = []
+    for k in range(len(aspp.branches)):
+        if f"branches.{k}" not in called:
+            missing.append("the 1x1 branch self.branches[0]" if k == 0 else
+                           f"the atrous branch self.branches[{k}] (rate {aspp.atrous_rates[k - 1]})")
+    if "pool" not in called:
+        missing.append("the image-pooling branch self.pool")
+    return missing
+
+
+def _explain_aspp_crash(error, aspp, x, calls=()):
     """A crash in the student's forward, with the hint for the typical mistake behind it."""
     text = str(error)
     out = aspp.project.conv.out_channels
@@ -60,11 +90,24 @@ def _explain_aspp_crash(error, aspp, x):
         return (f"the projection expects the {k} branches side by side ({k} x {out} = {k * out} channels): concatenate"
                 " them along the channels, torch.cat(outputs, dim=1), do not add them")
     if f"to have {k * out} channels, but got {(k - 1) * out} channels" in text:
-        return (f"the projection expects {k} branches and got {k - 1}: did you leave out the image-pooling branch"
-                " (self.pool)?")
+        missing = _missing_branches(calls, aspp)
+        if len(missing) == 1:
+            return f"the projection expects {k} branches and got {k - 1}: your forward never runs {missing[0]}"
+        return (f"the projection expects {k} branches and got {k - 1}: concatenate the 1x1 branch, every atrous"
+                " branch of self.branches and the image-pooling branch")
     if f"to have {k * out} channels" in text:
         return "concatenate the branches along the channels, dim=1 of (B, C, H, W)"
     return ""
+
+
+NOT_WRITTEN = (
+    "your class does not define forward: it inherits the package's ASPP.forward, so nothing of yours runs. Hint:"
+    " write forward in your class (class MyASPP(ASPP): def forward(self, x): ...)"
+)
+CALLS_SUPER = (
+    "your forward calls the package's ASPP.forward (super().forward), which does the whole exercise. Hint: write"
+    " the forward from self.branches, self.pool, self.project and self.dropout"
+)
 
 
 def check_aspp_forward(cls):
@@ -75,6 +118,8 @@ def check_aspp_forward(cls):
     training-mode case draws the dropout mask from the same seed for both."""
 
     def body():
+        if isinstance(cls, type) and issubclass(cls, ASPP) and cls.forward is ASPP.forward:
+            raise CheckFailed(NOT_WRITTEN)
         generator = torch.Generator().manual_seed(0)
         for description, c_in, c_out, rates, x_shape, training in ASPP_CASES:
             dropout = 0.5 if training else 0.1
@@ -93,9 +138,14 @@ def check_aspp_forward(cls):
                 expected = reference(x)
                 torch.manual_seed(1)
                 try:
-                    actual = call(student, x.clone(), case=case)
+                    with forbid([(ASPP, "forward")], "ASPP.forward") as forbidden, recording(student) as calls:
+                        actual = call(student, x.clone(), case=case)
+                    if forbidden:
+                        raise CheckFailed(f"{case}: {CALLS_SUPER}")
                 except CheckFailed as error:
-                    hint = _explain_aspp_crash(error.__cause__ or error, reference, x)
+                    if forbidden:
+                        raise CheckFailed(f"{case}: {CALLS_SUPER}") from None
+                    hint = _explain_aspp_crash(error.__cause__ or error, reference, x, calls)
                     if hint:
                         raise CheckFailed(f"{str(error).rstrip('.')}. Hint: {hint}") from error.__cause__
                     raise
@@ -112,7 +162,8 @@ def check_aspp_forward(cls):
                          " self.dropout(self.project(...))"),
                     ]
                 else:
-                    hints = [(lambda a, e, v=v: torch.allclose(a, v, atol=1e-5, rtol=1e-4), ASPP_HINTS[name])
+                    hints = [(lambda a, e, v=v: any(a.shape == t.shape and torch.allclose(a, t, atol=1e-5, rtol=1e-4)
+                                                    for t in (v if isinstance(v, list) else [v])), ASPP_HINTS[name])
                              for name, v in _aspp_variants(reference, x).items()]
             if isinstance(actual, torch.Tensor) and actual.dim() == 4 and actual.shape[1] != c_out and not training:
                 concat = len(rates) + 2
@@ -139,7 +190,8 @@ def _masks(rows):
 # 1: classes 0 and 1; IoU_0 = 4/6, IoU_1 = 2/4 -> 7/12
 # 2: IoU_0 = 2/4, IoU_1 = 5/7; class 2 of 3 is absent from both the truth and the prediction, so the mean
 #    is over classes 0 and 1 only
-# 3: two images; IoU over all pixels of the batch (not the mean of each image's IoU)
+# 3: two images, 4 classes; IoU over all pixels of the batch (not the mean of each image's IoU); class 2 is in the
+#    truth but never predicted and class 3 predicted but never in the truth: both have IoU 0 and count in the mean
 MEAN_IOU_CASES = [
     ("one 2x4 image, 2 classes", _masks(["0011", "0001"]), _masks(["0001", "0011"]), 2, (4 / 6 + 2 / 4) / 2),
     (
@@ -150,10 +202,10 @@ MEAN_IOU_CASES = [
         (2 / 4 + 5 / 7) / 2,
     ),
     (
-        "a batch of two 2x3 images, 3 classes",
-        torch.cat([_masks(["012", "012"]), _masks(["000", "222"])]),
-        torch.cat([_masks(["011", "012"]), _masks(["000", "202"])]),
-        3,
+        "a batch of two 2x3 images, 4 classes: class 2 never predicted, class 3 predicted but not in the truth",
+        torch.cat([_masks(["013", "011"]), _masks(["000", "113"])]),
+        torch.cat([_masks(["011", "012"]), _masks(["000", "221"])]),
+        4,
         None,  # computed below from the confusion matrix, so the table cannot disagree with it
     ),
 ]
@@ -177,6 +229,8 @@ def _iou_variants(predicted, target, k):
         "precision": (tp[present] / (tp + fp)[present].clamp(min=1)).mean().item(),
         "dice": (2 * tp[present] / (2 * tp + fp + fn)[present]).mean().item(),
         "no_background": iou[1:][present[1:]].mean().item() if present[1:].any() else float("nan"),
+        "truth_only": iou[c.sum(1) > 0].mean().item(),
+        "nonzero_only": iou[tp > 0].mean().item() if (tp > 0).any() else float("nan"),
     }
     if predicted.shape[0] > 1:
         per_image = []
@@ -193,6 +247,10 @@ MEAN_IOU_HINTS = {
     " the mean, do not count it as 0",
     "absent_as_one": "a class absent from both the truth and the prediction has no IoU (0/0): leave it out of"
     " the mean, do not count it as 1",
+    "truth_only": "a class that is predicted but absent from the truth has IoU 0 (its union is all false"
+    " positives): keep it in the mean; leave out only a class absent from both the truth and the prediction",
+    "nonzero_only": "a class with IoU 0 (in the truth but never predicted right) counts as 0 in the mean: leave"
+    " out only a class absent from both the truth and the prediction",
     "accuracy": "this is the pixel accuracy (correct pixels / all pixels); IoU is per class:"
     " TP / (TP + FP + FN), then the mean over the classes",
     "precision": "your denominator is TP + FP (the pixels predicted as the class): the union also holds the"
@@ -254,6 +312,9 @@ def check_mean_iou(fn):
                 break
         if math.isnan(actual) and not hint:
             hint = "NaN: a class with an empty union (0/0) must be left out of the mean, not averaged in"
+        if not hint and not math.isnan(actual) and abs(actual - right) < 1e-3:
+            hint = ("your value differs from the right one only after the third decimal: a rounding or a"
+                    " low-precision dtype (float16) somewhere; compute the IoUs in float32 or float64, unrounded")
         raise CheckFailed(f"{case}: your mean IoU is {actual:.6g}; expected {right:.6g}" + (f". Hint: {hint}" if hint else ""))
 
     run_check(

@@ -105,10 +105,11 @@ def _variants(query, key, value):
     ]
 
 
-CLOSING_HINT = (
-    "no typical mistake matches; re-read 'Separable self-attention, step by step' in chapter 10: context scores"
-    " = query.softmax(dim=-1) (B, 1, P, N); context vector = (key * scores).sum(dim=-1, keepdim=True)"
-    " (B, d, P, 1); output = F.relu(value) * context vector (B, d, P, N)"
+SECTION = "'Separable self-attention, step by step' in chapter 10"
+CLOSING_HINT = f"no typical mistake matches; re-read {SECTION}"
+BROADCAST_HINT = (
+    "these shapes do not broadcast: keep the summed axis (keepdim=True), so that the context vector is"
+    " (B, d, P, 1) and multiplies every one of the N patches"
 )
 
 
@@ -123,7 +124,12 @@ def check_separable_self_attention(fn):
             key, value = torch.randn(2, B, d, P, N, generator=generator).unbind(0)
             case = f"case '{description}' (query {(B, 1, P, N)}, key and value {(B, d, P, N)})"
             expected = separable_self_attention(query, key, value)
-            actual = call(fn, query.clone(), key.clone(), value.clone(), case=case)
+            try:
+                actual = call(fn, query.clone(), key.clone(), value.clone(), case=case)
+            except CheckFailed as error:
+                if "must match the size of tensor" in str(error):
+                    raise CheckFailed(f"{str(error).rstrip('.')}. Hint: {BROADCAST_HINT}") from error.__cause__
+                raise
             try:
                 expect_close(actual, expected, case, hints=_variants(query, key, value))
             except CheckFailed as failure:

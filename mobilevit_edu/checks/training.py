@@ -9,6 +9,7 @@
 """
 
 import math
+import operator
 
 import torch
 
@@ -51,6 +52,9 @@ def _wrong_schedules(total, lr, min_lr, warmup, warmup_lr):
         wrong["cosine_from_zero"] = [
             warmup_lr + t * (lr - warmup_lr) / W if t < W else cosine(t, 0, T - 1, min_lr) for t in range(T)
         ]
+        wrong["cosine_from_zero_short"] = [  # counted from step 0 over the decay's own length
+            warmup_lr + t * (lr - warmup_lr) / W if t < W else cosine(t, 0, T - 1 - W, min_lr) for t in range(T)
+        ]
     warm = lambda t: warmup_lr + t * (lr - warmup_lr) / W  # noqa: E731
     wrong["cosine_to_zero"] = [warm(t) if t < W else cosine(t, W, T - 1 - W, 0.0) for t in range(T)]
     wrong["period_too_long"] = [warm(t) if t < W else cosine(t, W, T - W, min_lr) for t in range(T)]
@@ -70,6 +74,8 @@ SCHEDULE_HINTS = {
     "warmup_from_zero": "your warm-up starts at 0; it starts at warmup_lr (the paper warms up from 0.0002 to 0.002)",
     "no_warmup": "there is no warm-up in your schedule: steps 0 .. warmup_steps - 1 rise linearly from warmup_lr to lr",
     "cosine_from_zero": "your cosine starts counting at step 0; it starts at the end of the warm-up:"
+    " progress = (step - warmup_steps) / (total_steps - 1 - warmup_steps)",
+    "cosine_from_zero_short": "your cosine starts counting at step 0; it starts at the end of the warm-up:"
     " progress = (step - warmup_steps) / (total_steps - 1 - warmup_steps)",
     "cosine_to_zero": "your cosine decays to 0 instead of the minimum: lr_t = min_lr + 0.5 * (lr - min_lr) * (1 + cos(pi * progress))",
     "period_too_long": "your last step stays above min_lr: the decay lasts total_steps - 1 - warmup_steps steps, so that"
@@ -129,7 +135,8 @@ def check_lr_schedule(fn):
 # --------------------------------------------------------------------------- the batch sizes
 # (resolution, base_resolution, base_batch_size)
 BATCH_CASES = [
-    (256, 256, 128), (160, 256, 128), (192, 256, 128), (288, 256, 128), (320, 256, 128),
+    (256, 256, 128), (160, 256, 128), (288, 256, 128), (320, 256, 128),
+    (160, 224, 100),  # 100 * 224**2 / 160**2 is exactly 196; in floats 100 * (224 / 160)**2 = 195.99999999999997
     (32, 32, 64), (24, 32, 64), (40, 32, 64), (48, 32, 64), (64, 32, 64), (512, 32, 2),
 ]
 
@@ -143,7 +150,31 @@ BATCH_HINTS = [
     (lambda r, base, b: max(1, round(b * base**2 / r**2)), "you round to the nearest integer, so some batches hold"
      " more pixels than the base batch; round down, as ml-cvnets does: b * base**2 // resolution**2"),
     (lambda r, base, b: b * base**2 // r**2, "a very large resolution gives a batch of 0 images: keep at least 1 (max(1, ...))"),
+    (lambda r, base, b: max(1, b * (base**2 // r**2)), "you round the ratio base_resolution**2 / resolution**2 down"
+     " before multiplying by base_batch_size: multiply first, then divide, b * base**2 // resolution**2"),
+    (lambda r, base, b: b, "your batch size does not change with the resolution: pixels per batch then grow with"
+     " resolution**2; scale the batch by base_resolution**2 / resolution**2"),
 ]
+FLOAT_HINT = (
+    "floating-point rounding: here base_batch_size * base_resolution**2 / resolution**2 is exactly {exact}, but"
+    " in floats it can come out just below (b * (base / resolution)**2 = {approx!r}), and int() or floor() then"
+    " gives {low}; compute in integers, b * base**2 // resolution**2"
+)
+
+
+def _as_int(actual):
+    """The student's batch size as an int (Python, NumPy or a one-element tensor), or None when it is not one."""
+    if isinstance(actual, torch.Tensor) and actual.numel() == 1 and not actual.is_floating_point():
+        actual = actual.item()
+    if isinstance(actual, bool):
+        return None
+    try:
+        return operator.index(actual)  # int, numpy.int64, ...: any integer
+    except TypeError:
+        pass
+    if isinstance(actual, float) and actual.is_integer():
+        return int(actual)
+    return None
 
 
 def check_batch_size_for(fn):
@@ -154,13 +185,11 @@ def check_batch_size_for(fn):
         answers = []
         for r, base, b in BATCH_CASES:
             case = f"case resolution={r}, base_resolution={base}, base_batch_size={b}"
-            actual = call(fn, r, base, b, case=case)
-            if isinstance(actual, torch.Tensor) and actual.numel() == 1:
-                actual = actual.item()
-            if isinstance(actual, float) and actual.is_integer():
-                actual = int(actual)
-            if not isinstance(actual, int):
-                raise CheckFailed(f"{case}: expected an int (a number of images), got {actual!r}")
+            value = call(fn, r, base, b, case=case)
+            actual = _as_int(value)
+            if actual is None:
+                raise CheckFailed(f"{case}: expected an int (a number of images), got {value!r}"
+                                  f" of type {type(value).__name__}")
             answers.append(actual)
         for (r, base, b), actual in zip(BATCH_CASES, answers):
             expected = batch_size_for(r, base, b)
@@ -171,6 +200,9 @@ def check_batch_size_for(fn):
             for wrong, hint in BATCH_HINTS:  # the wrong rule that gives all of the student's answers
                 if all(wrong(*c) == a for c, a in zip(BATCH_CASES, answers)):
                     raise CheckFailed(f"{message}. Hint: {hint}")
+            if actual == expected - 1 and (b * base**2) % (r**2) == 0 and b * base**2 // r**2 == expected:
+                approx = b * (base / r) ** 2
+                raise CheckFailed(f"{message}. Hint: " + FLOAT_HINT.format(exact=expected, approx=approx, low=actual))
             raise CheckFailed(message + ". Keep pixels per batch at most those of the base batch, as many images as fit")
 
     run_check("batch_size_for", body, f"right on all {len(BATCH_CASES)} cases: pixels per batch stay (at most) constant")
@@ -181,8 +213,10 @@ def check_batch_size_for(fn):
 SAMPLER_CASES = [
     ("100 images, batch 16 at 32 px, resolutions 24/32/40", 100, 16, (24, 32, 40), 32),
     ("50 images, batch 8 at 48 px, resolutions 32/48", 50, 8, (32, 48), 48),
-    ("37 images, batch 4 at 32 px, one resolution 32 (an ordinary shuffled sampler)", 37, 4, (32,), 32),
+    ("36 images, batch 4 at 32 px, one resolution 32 (an ordinary shuffled sampler; the order ends exactly with"
+     " the 9th batch)", 36, 4, (32,), 32),
 ]
+COVERAGE_SEEDS = range(2, 8)  # more epochs of the first case: every resolution must be drawn in them
 
 
 def _describe(batches, limit=4):
@@ -230,15 +264,38 @@ def check_multiscale_batches(fn):
                     )
                 if indices.numel() and (indices.min() < 0 or indices.max() >= n):
                     raise CheckFailed(f"{case}: batch {k} has indices outside 0 .. {n - 1}")
-            seen = torch.cat([i for _, i in batches]).unique()
+            flat = torch.cat([i for _, i in batches])
+            seen = flat.unique()
             if len(seen) != n:
                 raise CheckFailed(
                     f"{case}: your epoch shows {len(seen)} of the {n} images; every image must appear once"
                     " (walk through one shuffled order of all indices, e.g. torch.randperm(n, generator=generator))"
                 )
-            total = sum(len(i) for _, i in batches)
-            if total >= n + max(batch_size_for(r, base, b) for r in resolutions):
-                raise CheckFailed(f"{case}: your epoch has {total} images for {n}: stop when the order is used up")
+            before_last = sum(len(i) for _, i in batches[:-1])
+            if before_last >= n:
+                raise CheckFailed(
+                    f"{case}: your epoch has an extra batch: the first {len(batches) - 1} batches already hold"
+                    f" {before_last} indices, the whole order of {n} images, yet batch {len(batches) - 1} follows."
+                    f" Hint: stop when the order is used up (start < num_samples), also when it ends exactly."
+                    f" Your batches: {_describe(batches)}"
+                )
+            if len(flat[:n].unique()) != n:
+                repeated = int(n - len(flat[:n].unique()))
+                raise CheckFailed(
+                    f"{case}: your batches repeat {repeated} image(s) before every image has been seen once: walk"
+                    " through one shuffled order of all indices, taking each index once"
+                )
+            tail = flat[n:]
+            if len(tail) and not torch.equal(tail, flat[: len(tail)]):
+                last = batches[-1][1]
+                own = bool(torch.isin(tail, last[: len(last) - len(tail)]).all()) and len(last) > len(tail)
+                what = "indices of the last batch itself (they repeat)" if own else "other indices"
+                raise CheckFailed(
+                    f"{case}: your last batch is topped up with {what}, {tail[:6].tolist()}; expected the first"
+                    f" {len(tail)} of the epoch's order, {flat[:len(tail)][:6].tolist()}. Hint: top up the last batch"
+                    " from the start of the epoch's order, as ml-cvnets does, so that the epoch is one order read"
+                    " once, plus its start"
+                )
             same = all(r1 == r2 and torch.equal(i1, i2) for (r1, i1), (r2, i2) in zip(epochs[0], epochs[1]))
             if not same or len(epochs[0]) != len(epochs[1]):
                 raise CheckFailed(
@@ -260,6 +317,22 @@ def check_multiscale_batches(fn):
                 raise CheckFailed(
                     f"{case}: every batch has resolution {used.pop()}: draw one of {resolutions} at random for each batch"
                 )
+        # every resolution is drawn: more epochs of the first case (about 70 batches)
+        description, n, b, resolutions, base = SAMPLER_CASES[0]
+        drawn = []
+        for seed in COVERAGE_SEEDS:
+            batches = call(fn, n, b, resolutions, base, torch.Generator().manual_seed(seed), case=f"case '{description}'")
+            drawn += [int(r) for r, _ in batches]
+        missing = [r for r in resolutions if r not in drawn]
+        if missing:
+            message = (f"case '{description}': in {len(drawn)} batches (seeds {COVERAGE_SEEDS.start} to"
+                       f" {COVERAGE_SEEDS.stop - 1}) your sampler never draws resolution {missing[0]}")
+            if missing == [resolutions[-1]]:
+                message += (". Hint: it never draws the last resolution: torch.randint(high, ...) draws from 0 to"
+                            " high - 1, so high is len(resolutions)")
+            else:
+                message += f"; each batch draws one of {resolutions}, every one with the same chance"
+            raise CheckFailed(message)
 
     run_check(
         "multiscale_batches",
