@@ -462,9 +462,10 @@ def _share_of_global_batch(local_size, global_size, world_size):
 
 def _global_mean(local_mean, local_size, global_size):
     """The mean over the global batch of a value averaged on each rank (one all-reduce under torchrun)."""
+    if _rank_and_world()[1] == 1:
+        return local_mean.item()
     total = local_mean.detach().float() * local_size
-    if _rank_and_world()[1] > 1:
-        torch.distributed.all_reduce(total)
+    torch.distributed.all_reduce(total)
     return total.item() / global_size
 
 
