@@ -5,13 +5,21 @@
 - `attention_map(block, y, pixel, layer, head)`: for one pixel of that map, the weight with which it
   attends to every pixel: non-zero only at its own position p in every patch (MobileViT attends across
   the N patches, separately for each of the P pixel positions).
-- `effective_receptive_field(fn, images, pixel)`: |d fn(x)[:, :, i, j] / d x|, summed over the input
-  channels and averaged over images (Luo et al. 2016): which input pixels an output pixel depends on.
+- `effective_receptive_field(fn, images, pixel, channels)`: |d fn(x)[:, c, i, j] / d x|, summed over the
+  input channels and averaged over images (Luo et al. 2016): which input pixels an output pixel depends on.
+  `channels="sum"` differentiates the sum of the output channels (one backward pass; channels of opposite
+  sign can cancel), `channels="each"` adds up |gradient| of every output channel separately (no cancelling).
+- `receptive_field_summary(erf, centre)`: r_half (the radius around `centre` holding half of the gradient),
+  the share beyond half the image's side, and the share in the quadrant opposite the centre's.
+- `attention_entropy(block, y, layer)`: the entropy of every attention row, against log N for uniform rows.
+- `uniform_attention(model)`: a context manager that replaces every attention's weights by 1/N, i.e. by a
+  mean pooling over the patches, to test whether a trained network needs more than pooling.
 
 Stages are numbered 0-based, as in the package and timm (`stages.0` ... `stages.4`). In MobileViT-XXS/XS/S
 the MobileViT blocks sit in stages 2, 3 and 4; in chapter 7's `mobilevit_mini` in stages 2 and 3.
 """
 
+import contextlib
 import math
 
 import torch
@@ -19,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .block import MobileViTBlock
+from .layers import MultiHeadSelfAttention
 from .patches import unfold_patches
 
 
@@ -126,18 +135,81 @@ def stage_strides(model, size):
     return {k: size[0] // out.shape[-2] for k, out in enumerate(outputs)}
 
 
-def effective_receptive_field(fn, images, pixel=None):
-    """The effective receptive field of one output pixel: (H, W) = mean over images of
-    |d fn(x)[b, :, i, j].sum() / d x[b]| summed over x's channels.
+def effective_receptive_field(fn, images, pixel=None, channels="sum"):
+    """The effective receptive field of one output pixel: (H, W), the mean over images of the
+    gradient's absolute value, summed over x's channels.
 
     `fn` maps (B, C, H, W) images to a (B, C', h, w) map (e.g. one stage of `model.features`; in eval
-    mode, so images do not interact); `pixel` = (i, j) in that map, default its centre. One backward
-    pass for the whole batch."""
+    mode, so images do not interact); `pixel` = (i, j) in that map, default its centre.
+    `channels="sum"`: |d fn(x)[b, :, i, j].sum() / d x[b]|, one backward pass for the whole batch; output
+    channels whose gradients have opposite signs cancel. `channels="each"`: sum over c of
+    |d fn(x)[b, c, i, j] / d x[b]|, one backward pass per output channel; nothing cancels."""
+    if channels not in ("sum", "each"):
+        raise ValueError(f'channels must be "sum" or "each", got {channels!r}')
     x = images.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         out = fn(x)
         if out.dim() != 4:
             raise ValueError(f"fn must return a (B, C, h, w) map, got shape {tuple(out.shape)}")
         i, j = pixel if pixel is not None else (out.shape[-2] // 2, out.shape[-1] // 2)
-        (grad,) = torch.autograd.grad(out[:, :, i, j].sum(), x)
-    return grad.abs().sum(1).mean(0)  # (H, W)
+        if channels == "sum":
+            (grad,) = torch.autograd.grad(out[:, :, i, j].sum(), x)
+            return grad.abs().sum(1).mean(0)  # (H, W)
+        total = torch.zeros(x.shape[-2:], dtype=x.dtype)
+        for c in range(out.shape[1]):
+            (grad,) = torch.autograd.grad(out[:, c, i, j].sum(), x, retain_graph=c < out.shape[1] - 1)
+            total += grad.abs().sum(1).mean(0)
+    return total  # (H, W)
+
+
+def receptive_field_summary(erf, centre):
+    """Three numbers that say how far an effective receptive field `erf` (H, W) reaches from `centre`
+    (row, column), the output pixel's centre in input coordinates:
+
+    - "r_half": the smallest whole radius r (pixels) with half of the total |gradient| within distance r;
+    - "beyond_half_side": the share of the gradient farther than H/2 from the centre;
+    - "opposite_quadrant": the share in the image quadrant diagonally opposite the one holding the centre.
+
+    For comparison, a uniform erf (torch.ones(H, W)) gives the values of "no preference for near pixels"."""
+    erf = torch.as_tensor(erf, dtype=torch.float64)
+    H, W = erf.shape
+    rows, cols = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    distance = ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2).sqrt()
+    total = erf.sum()
+    r_half = next(r for r in range(H + W) if erf[distance <= r].sum() >= 0.5 * total)
+    top, left = centre[0] < H / 2, centre[1] < W / 2
+    quadrant = erf[H // 2:, :] if top else erf[: H // 2, :]
+    quadrant = quadrant[:, W // 2:] if left else quadrant[:, : W // 2]
+    return {"r_half": r_half, "beyond_half_side": float(erf[distance > H / 2].sum() / total),
+            "opposite_quadrant": float(quadrant.sum() / total)}
+
+
+@torch.no_grad()
+def attention_entropy(block, y, layer=0):
+    """The entropy (in nats) of every row of the attention of `block`'s transformer layer `layer` for its
+    local representation y (B, d, H, W): (B, P, heads, N). A uniform row has the largest entropy, log N;
+    a row that puts all its weight on one patch has 0."""
+    weights = block_attention(block, y, layer)  # (B, P, heads, N, N)
+    return -(weights * weights.clamp_min(1e-12).log()).sum(-1)
+
+
+@contextlib.contextmanager
+def uniform_attention(model):
+    """Inside `with uniform_attention(model):` every multi-head attention of `model` gives every patch the
+    weight 1/N: its output is the mean of the values over the N patches (a mean pooling across patches at
+    each pixel position), projected as usual. Everything else, weights included, stays as trained; the
+    original attention is back after the block."""
+    layers = [m for m in model.modules() if isinstance(m, MultiHeadSelfAttention)]
+
+    def pooled(self, x):
+        _, _, v = self._heads(x)  # (B, heads, N, e)
+        y = v.mean(dim=2, keepdim=True).expand_as(v)  # the same average for every query
+        return self.proj(rearrange(y, "b h n e -> b n (h e)"))
+
+    try:
+        for layer in layers:
+            layer.forward = pooled.__get__(layer)
+        yield model
+    finally:
+        for layer in layers:
+            del layer.forward
