@@ -307,7 +307,7 @@ def _output_name(call):
     return f"the output of `self.{call.name}`" + (f" ({kind})" if kind else "")
 
 
-def describe(t, pool, atol=1e-5, rtol=1e-4):
+def describe(t, pool, atol=1e-5, rtol=1e-4, _depth=0):
     """A true description of the tensor `t` from `pool`, a list of (description, tensor): equal to one of
     them, an activation of one, the sum of two, or their concatenation along the channels; "" if none."""
     if not isinstance(t, torch.Tensor):
@@ -329,13 +329,19 @@ def describe(t, pool, atol=1e-5, rtol=1e-4):
         for text_b, b in same_shape[i + 1:]:
             if _close(t, a + b, atol, rtol):
                 return f"the sum of {text_a} and {text_b}"
-    if t.dim() >= 2:
+    if t.dim() >= 2 and _depth == 0:  # a concatenation along the channels of a known tensor and a described one
         for text_a, a in pool:
-            for text_b, b in pool:
-                if a is not b and a.dim() == t.dim() and a.shape[0] == t.shape[0] and a.shape[2:] == t.shape[2:] \
-                        and b.shape[0] == t.shape[0] and b.shape[2:] == t.shape[2:] and a.shape[1] + b.shape[1] == t.shape[1] \
-                        and _close(t, torch.cat([a, b], dim=1), atol, rtol):
-                    return f"the concatenation [{text_a}, {text_b}] along the channels"
+            if a.dim() != t.dim() or a.shape[0] != t.shape[0] or a.shape[2:] != t.shape[2:] or a.shape[1] >= t.shape[1]:
+                continue
+            ca = a.shape[1]
+            if _close(t[:, :ca], a, atol, rtol):
+                rest = describe(t[:, ca:], pool, atol, rtol, _depth=1)
+                if rest:
+                    return f"the concatenation [{text_a}, {rest}] along the channels"
+            if _close(t[:, t.shape[1] - ca:], a, atol, rtol):
+                rest = describe(t[:, :t.shape[1] - ca], pool, atol, rtol, _depth=1)
+                if rest:
+                    return f"the concatenation [{rest}, {text_a}] along the channels"
     return ""
 
 
@@ -383,8 +389,7 @@ def trace_hint(student_calls, reference_calls, x, actual, expected, section, pro
     # every submodule got the right input: the difference is after the last one
     if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
         return ""
-    pool += [(_output_name(c), c.output) for c in student_calls if c.output is not None
-             and all(c is not s for s in student_by_key.values())]
+    pool += [(_output_name(c), c.output) for c in student_calls if c.output is not None]
     theirs = describe(expected, reference_pool, atol, rtol)
     yours = describe(actual, pool + [(f"the package's output, {theirs}" if theirs else "the package's output", expected)],
                      atol, rtol)
@@ -392,7 +397,8 @@ def trace_hint(student_calls, reference_calls, x, actual, expected, section, pro
     after = f"`self.{previous}`" if previous else "the last submodule"
     text = f"every submodule gets the right input, so your forward parts from the package's after {after}"
     called = [c.name for c in reference_calls]
-    return _explain(text, "your output", yours, theirs, unused, section, called=called)
+    extra = [(name, seen[name], counts.get(name, 0)) for name in seen if seen[name] > counts.get(name, 0)]
+    return _explain(text, "your output", yours, theirs, unused, section, called=called, extra=extra)
 
 
 def _describe_input(r, s, previous, skipped, pool, reference_pool, student_calls, reference_calls, section, probes,
@@ -430,7 +436,7 @@ def _grouped(skipped, called):
     return out
 
 
-def _explain(text, subject, yours, theirs, skipped, section, actual=None, expected=None, called=()):
+def _explain(text, subject, yours, theirs, skipped, section, actual=None, expected=None, called=(), extra=()):
     parts = [text]
     if yours and theirs and yours != theirs:
         parts.append(f"{subject} is {yours}; the package's is {theirs}")
@@ -439,9 +445,11 @@ def _explain(text, subject, yours, theirs, skipped, section, actual=None, expect
         elif yours.startswith("the sum of x") and theirs in yours:
             parts.append("there is no residual (no sum with x) at this point")
         else:
-            applied = yours.split(" of ", 1)[0]
-            expected_act = next((kind for kind in ACTIVATION_TYPES.values() if theirs.endswith(f"({kind})")), "")
-            if expected_act and applied.split(" or ")[0] in dict(ACTIVATIONS) and expected_act not in applied.split(" or "):
+            expected_act = next((kind for kind in ACTIVATION_TYPES.values() if f"({kind})" in theirs), "")
+            applied = next((act for act, _ in sorted(ACTIVATIONS, key=lambda a: -len(a[0]))
+                            if f"{act} of " in yours or f"{act} or " in yours), "")
+            if expected_act and applied and applied != expected_act:
+                applied = yours[yours.index(applied):].split(" of ", 1)[0]  # "ReLU or ReLU6" when they agree
                 parts.append(f"you apply {applied} where the skeleton applies {expected_act}")
     elif yours and yours != theirs:
         parts.append(f"{subject} is {yours}")
@@ -451,6 +459,8 @@ def _explain(text, subject, yours, theirs, skipped, section, actual=None, expect
             parts.append("in it, the " + _first_difference(actual, expected))
     elif actual is not None and expected is not None:
         parts.append("in it, the " + _first_difference(actual, expected))
+    if extra:
+        parts.append("; ".join(f"your forward calls `self.{name}` {n} times, the package's {m}" for name, n, m in extra))
     if skipped:
         names = ", ".join(f"`self.{name}`" for name in _grouped(skipped, called))
         parts.append(f"your forward never calls {names}, which the package's calls before this point")
@@ -461,7 +471,11 @@ def _explain(text, subject, yours, theirs, skipped, section, actual=None, expect
 def traced_call(module, x, case):
     """`call(module, x)` with every leaf submodule call recorded: (output, calls)."""
     with recording(module) as calls:
-        output = call(module, x, case=case)
+        try:
+            output = call(module, x, case=case)
+        except CheckFailed as error:
+            error.calls = calls  # which submodules ran before the crash, for its hint
+            raise
     return output, calls
 
 

@@ -237,8 +237,14 @@ def _attention_probes(name, calls):
             (f"{what}, scores scaled by 1/√{d} (the width d, not the head size {e})", (scores / d**0.5).softmax(-1)),
             (f"{what}, scores scaled by 1/{e} instead of 1/√{e}", (scores / e).softmax(-1)),
             (f"{what}, the softmax over the queries (dim=-2) instead of the keys", (scores / e**0.5).softmax(-2)),
+            (f"{what}, scaled scores without the softmax", scores / e**0.5),
         ]:
             out.append((text, rearrange(weights @ v, "b h n e -> b n (h e)")))
+        if heads > 1:  # heads cut from interleaved channels, (three e h) instead of (three h e)
+            q, k, v = rearrange(qkv, "b n (three e h) -> three b h n e", three=3, h=heads).unbind(0)
+            weights = (q @ k.transpose(-2, -1) / e**0.5).softmax(-1)
+            out.append((f"{what}, but each head made of every {heads}th channel, (three e h) instead of (three h e)",
+                        rearrange(weights @ v, "b h n e -> b n (h e)")))
     return out
 
 

@@ -293,6 +293,14 @@ def check_inverted_residual(cls):
                                 " so there is no residual: add x only when self.use_residual is True"
                                 " (stride 1 and in_channels == out_channels)"
                             ) from error.__cause__
+                        ran = {c.name.split(".")[0] for c in getattr(error, "calls", [])}
+                        if reference.use_residual and "size of tensor" in str(error) and "project" not in ran \
+                                and "depthwise" in ran:
+                            raise CheckFailed(
+                                f"{str(error).rstrip('.')}. Hint: your forward adds x before it runs self.project,"
+                                " to a tensor of the hidden width; the residual adds x to the output of self.project"
+                                " (C_out channels, the input's size)"
+                            ) from error.__cause__
                         raise
                     if isinstance(actual, torch.Tensor) and stride != 1 and tuple(actual.shape[-2:]) == tuple(x.shape[-2:]):
                         raise CheckFailed(

@@ -311,10 +311,15 @@ BLOCK_SECTION = "'The block, step by step' in chapter 5"
 BLOCK_CLOSING_HINT = f"no typical mistake matches; re-read {BLOCK_SECTION}"
 
 
-def _explain_block_crash(error, C, d, H, W, patch_size):
-    """A crash in the student's forward, with the hint for the typical mistake behind it."""
+def _explain_block_crash(error, C, d, H, W, patch_size, calls=()):
+    """A crash in the student's forward, with the hint for the typical mistake behind it (`calls`: the
+    submodule calls recorded before the crash)."""
     text = str(error)
     ph, pw = patch_size
+    ran = {c.name for c in calls}
+    if f"normalized_shape=[{d}]" in text and "local_rep.conv_1x1" not in ran and "local_rep.conv_kxk.conv" in ran:
+        return (f"the transformer's LayerNorm expects tokens of d = {d} channels and got C = {C}: your forward never"
+                f" runs self.local_rep.conv_1x1, the 1x1 conv C -> d of the local representation")
     if f"to have {2 * C} channels, but got {C} channels" in text:
         return ("the fusion conv expects 2C channels (the concatenation of the input x and the global features y),"
                 f" got C = {C}: did you add x + y? Concatenate: self.fusion(torch.cat([x, y], dim=1))")
@@ -355,7 +360,8 @@ def check_mobilevit_block(cls):
                 try:
                     actual, student_calls = traced_call(student, x.clone(), case)
                 except CheckFailed as error:
-                    hint = _explain_block_crash(error.__cause__ or error, C, d, *x_shape[-2:], reference.patch_size)
+                    hint = _explain_block_crash(error.__cause__ or error, C, d, *x_shape[-2:], reference.patch_size,
+                                                getattr(error, "calls", ()))
                     if hint:
                         raise CheckFailed(f"{str(error).rstrip('.')}. Hint: {hint}") from error.__cause__
                     raise

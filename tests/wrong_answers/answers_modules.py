@@ -501,5 +501,87 @@ def BlockViaPackagePatches(self, x):
 BLOCK_RIGHT = [("local conv by hand, cat of a tuple", BlockByHand),
                ("always resizing, flatten/unflatten", BlockViaPackagePatches)]
 
+# ------------------------------------------------------------------------- a second batch, written later
+@mv2
+def Hardswish(self, x):
+    h = _cna(self.expand, x, F.hardswish)
+    h = _cna(self.depthwise, h, F.hardswish)
+    return _finish(self, x, self.project(h))
+@mv2
+def ResBeforeProject(self, x):
+    h = self.depthwise(self.expand(x))
+    if self.use_residual:
+        h = h + x
+    return self.project(h)
+@mv2
+def DoubleBN(self, x):
+    y = self.project(self.depthwise(self.expand(x)))
+    y = self.project.norm(y)
+    return x + y if self.use_residual else y
+@mv2
+def Sigmoid(self, x):
+    h = self.expand(x)
+    h = _cna(self.depthwise, h, torch.sigmoid)
+    return _finish(self, x, self.project(h))
+@layer
+def NoSoftmax(self, x):
+    q, k, v = rearrange(self.attn.qkv(self.norm1(x)), "b n (three h e) -> three b h n e", three=3, h=self.attn.num_heads)
+    a = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])) @ v
+    x = x + self.attn.proj(rearrange(a, "b h n e -> b n (h e)"))
+    return x + self.mlp(self.norm2(x))
+@layer
+def HalfResidual(self, x):
+    x = x + 0.5 * self.attn(self.norm1(x))
+    return x + self.mlp(self.norm2(x))
+@layer
+def GeluTanh(self, x):
+    x = x + self.attn(self.norm1(x))
+    return x + self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x)), approximate="tanh"))
+@layer
+def HeadsSplitWrong(self, x):
+    q, k, v = rearrange(self.attn.qkv(self.norm1(x)), "b n (three e h) -> three b h n e", three=3, h=self.attn.num_heads)
+    a = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(-1) @ v
+    x = x + self.attn.proj(rearrange(a, "b h n e -> b n (h e)"))
+    return x + self.mlp(self.norm2(x))
+@block
+def BlockPNSwapped(self, x):
+    B, C, H, W = x.shape
+    y = self.local_rep(x)
+    ph, pw = self.patch_size
+    Hp, Wp = math.ceil(H / ph) * ph, math.ceil(W / pw) * pw
+    z = F.interpolate(y, size=(Hp, Wp), mode="bilinear", align_corners=False)
+    t = rearrange(z, "b d (nh ph) (nw pw) -> (b nh nw) (ph pw) d", ph=ph, pw=pw)
+    t = self.norm(self.transformer(t))
+    z = rearrange(t, "(b nh nw) (ph pw) d -> b d (nh ph) (nw pw)", b=B, nh=Hp // ph, ph=ph)
+    z = F.interpolate(z, size=(H, W), mode="bilinear", align_corners=False)
+    return self.fusion(torch.cat([x, self.conv_proj(z)], 1))
+@block
+def BlockGELUproj(self, x):
+    y = _global(self, self.local_rep(x))
+    return self.fusion(torch.cat([x, F.gelu(self.conv_proj.norm(self.conv_proj.conv(y)))], 1))
+@block
+def BlockNoLocal1x1(self, x):
+    y = self.local_rep.conv_kxk(x)
+    return self.fusion(torch.cat([x, self.conv_proj(_global(self, y))], 1))
+
+MV2_WRONG += [
+    ("Hardswish instead of SiLU", Hardswish, ["apply Hardswish"]),
+    ("x added before the projection", ResBeforeProject, ["adds x before it runs self.project"]),
+    ("the projection's BatchNorm twice", DoubleBN, ["`self.project.norm` 2 times"]),
+    ("sigmoid instead of SiLU", Sigmoid, ["apply sigmoid"]),
+]
+LAYER_WRONG += [
+    ("inline attention without softmax", NoSoftmax, ["without the softmax"]),
+    ("attention's residual halved", HalfResidual, ["0.5"]),
+    ("GELU (tanh) in the MLP", GeluTanh, ["apply GELU"]),
+    ("heads from interleaved channels", HeadsSplitWrong, ["(three e h)"]),
+]
+BLOCK_WRONG += [
+    ("patches and pixels swapped, written out", BlockPNSwapped, ["across the P pixels"]),
+    ("GELU in conv_proj", BlockGELUproj, ["apply GELU"]),
+    ("no local 1x1 conv", BlockNoLocal1x1, ["never runs self.local_rep.conv_1x1"]),
+]
+
+
 SETS["check_transformer_layer"] = (check_transformer_layer, LAYER_WRONG, LAYER_RIGHT)
 SETS["check_mobilevit_block"] = (check_mobilevit_block, BLOCK_WRONG, BLOCK_RIGHT)
