@@ -101,6 +101,16 @@ def test_png_size_is_read_from_the_header():
     assert repo_conftest.image_summary([{"data": {"image/png": png}}]) == [("image/png", (1, 1))]
 
 
+def test_images_count_and_size_are_compared_not_their_bytes():
+    match = repo_conftest.images_match
+    png = [("image/png", (508, 302))]
+    assert match(png, [("image/png", (522, 302))])  # a tick label wider: 2.8 %
+    assert not match(png, [("image/png", (640, 302))])  # another figure size
+    assert not match(png, [])  # the figure is missing
+    assert not match(png, png + png)  # an extra figure
+    assert not match(png, [("image/jpeg", None)])
+
+
 def _notebooks():
     return sorted(p for folder in ("chapters", "solutions", "exercises", "book") for p in (ROOT / folder).glob("*.ipynb"))
 
