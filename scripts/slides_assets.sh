@@ -30,7 +30,7 @@ copy_decks_js() {
     cp $m/jquery/dist/jquery.min.js $m/jquery/LICENSE.txt lib/jquery/
     cp $m/mathjax/MathJax.js $m/mathjax/LICENSE lib/mathjax/
     mkdir -p lib/mathjax/config
-    cp $m/mathjax/config/TeX-AMS_CHTML-full.js lib/mathjax/config/   # the one configuration the template asks for
+    cp $m/mathjax/config/TeX-AMS_CHTML-full.js $m/mathjax/config/Safe.js lib/mathjax/config/   # the configuration the decks ask for, and its Safe mode
     cp -R $m/mathjax/config/local lib/mathjax/config/
     cp -R $m/mathjax/extensions $m/mathjax/localization lib/mathjax/
     cp -R $m/mathjax/jax/input $m/mathjax/jax/element lib/mathjax/jax/

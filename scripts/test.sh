@@ -22,8 +22,11 @@
 #   5. offline pages         opens the built pages in Chromium with the network unreachable: math
 #                            typeset, images and animations shown, no request leaves the machine
 #                            (scripts/check_offline.py; skipped with a message without chromium)
-#   6. slides                builds the lecture decks (scripts/slides.py) and opens two of them in
-#                            headless Chromium with the network unreachable: slides, math, figures
+#   6. slides                builds the lecture decks and their PDFs and the chapter decks
+#                            (scripts/slides.py) and measures every slide of every deck in headless
+#                            Chromium, offline (scripts/check_slides.py): no overflow at 1280×720 or
+#                            1024×768, no request out, math typeset; lecture decks: text >= 24 px,
+#                            code <= 15 lines, median <= 40 words, alt text on every figure
 #   7. Colab install path    the install cell in a fresh venv that has only torch (as Colab), then a
 #                            chapter and an exercise run there (scripts/check_colab_install.py; PyPI)
 set -euo pipefail
@@ -115,8 +118,9 @@ else
     echo "no chromium: the offline check (scripts/check_offline.py) SKIPPED"
 fi
 
-# The lecture decks (book/lecturers.md): built from the chapters' cells with their JavaScript from
-# npm (scripts/slides_assets.sh), then, with Chromium, opened with the network unreachable and checked.
+# The decks (book/lecturers.md): the lecture decks from book/lectures/*.yml (figures and numbers selected
+# from the executed chapters), the chapter decks from the chapters' cells, their JavaScript from npm
+# (scripts/slides_assets.sh); then, with Chromium, every slide measured with the network unreachable.
 if command -v chromium >/dev/null 2>&1; then
     step "slides (offline)" python scripts/slides.py --out "$book_tmp/slides" --check
 else
