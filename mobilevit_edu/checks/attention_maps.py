@@ -54,13 +54,17 @@ def _wrong_weights(block, y, layer):
     """What the usual wrong answers give, from the block's own modules: {name: (P or N, heads, ., .)}."""
     variants = {}
 
-    def scores(tokens, norm=True, skip=False, scale="head"):
+    def scores(tokens, norm=True, skip=False, scale="head", heads=None, through=0):
         if not skip:
-            for earlier in block.transformer[:layer]:
+            for earlier in block.transformer[:layer + through]:
                 tokens = earlier(tokens)
         this = block.transformer[layer]
         norm = {True: this.norm1, False: None, "norm2": this.norm2, "block": block.norm}[norm]
-        q, k, _ = _heads(this.attn, norm(tokens) if norm is not None else tokens)
+        x = norm(tokens) if norm is not None else tokens
+        if heads is None:
+            q, k, _ = _heads(this.attn, x)
+        else:
+            q, k, _ = rearrange(this.attn.qkv(x), "b n (three h e) -> three b h n e", three=3, h=heads).unbind(0)
         e = q.shape[-1] if scale == "head" else q.shape[-1] * this.attn.num_heads
         s = q @ k.transpose(-2, -1)
         return s if scale is None else s / e**0.5
@@ -72,6 +76,8 @@ def _wrong_weights(block, y, layer):
     variants["scale_d"] = scores(tokens, scale="d").softmax(-1)
     variants["no_norm"] = scores(tokens, norm=False).softmax(-1)
     variants["norm2"] = scores(tokens, norm="norm2").softmax(-1)
+    variants["one_head"] = scores(tokens, heads=1).softmax(-1)
+    variants["through_layer"] = scores(tokens, through=1).softmax(-1)
     variants["block_norm"] = scores(tokens, norm="block").softmax(-1)
     if layer > 0:
         variants["skip_layers"] = scores(tokens, skip=True).softmax(-1)
@@ -91,6 +97,10 @@ WEIGHT_HINTS = {
     " belongs to the MLP",
     "block_norm": "block.norm is the block's final LayerNorm, after all layers; the attention of layer `layer` reads"
     " that layer's own norm1: this.norm1(tokens) before this.attn.qkv",
+    "one_head": "you computed one head over the whole width d: split q and k into num_heads heads of size"
+    " e = d / heads (the layer's attn.num_heads), one (N, N) matrix per head",
+    "through_layer": "you ran the tokens through layer `layer` itself too: its attention reads its *input*, the output"
+    " of layers 0 .. layer-1 (block.transformer[:layer])",
     "skip_layers": "for layer > 0, first run the tokens through layers 0 .. layer-1 (block.transformer[:layer])",
     "across_pixels": "patches and positions swapped: your tokens are (N, P, d), attention across the P pixels of a patch."
     " MobileViT attends across the N patches, separately for each position: tokens (P, N, d)",

@@ -9,6 +9,7 @@
 
 import itertools
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -79,24 +80,34 @@ def _missing_branches(calls, aspp):
 
 
 def _explain_aspp_crash(error, aspp, x, calls=()):
-    """A crash in the student's forward, with the hint for the typical mistake behind it."""
+    """A crash in the student's forward, with the hint for the typical mistake behind it, named only when the
+    error's shapes and the submodules that ran (`calls`) single it out."""
     text = str(error)
     out = aspp.project.conv.out_channels
     k = len(aspp.branches) + 1  # branches + pooling
-    if "Sizes of tensors must match" in text or "Expected size" in text:
+    H, W = x.shape[-2:]
+    ran = {c.name for c in calls}
+    if "pool.avg" in ran and "pool.conv.0" not in ran and not any(n.startswith("pool.conv") for n in ran):
+        return ("your image-pooling branch skips its 1x1 conv: run the whole self.pool (average pool to 1x1, then"
+                " self.pool.conv) and broadcast its (B, out, 1, 1) output back to (B, out, H, W)")
+    if ("Sizes of tensors must match" in text or "Expected size" in text) and any(n.startswith("pool.") for n in ran):
         return ("the pooled branch is (B, C, 1, 1) while the others are (B, C, H, W): broadcast it back to the map's"
                 " size before concatenating, e.g. pooled.expand(-1, -1, H, W) (or F.interpolate to (H, W))")
-    if f"to have {k * out} channels, but got {out} channels" in text:
-        return (f"the projection expects the {k} branches side by side ({k} x {out} = {k * out} channels): concatenate"
-                " them along the channels, torch.cat(outputs, dim=1), do not add them")
-    if f"to have {k * out} channels, but got {(k - 1) * out} channels" in text:
-        missing = _missing_branches(calls, aspp)
-        if len(missing) == 1:
-            return f"the projection expects {k} branches and got {k - 1}: your forward never runs {missing[0]}"
-        return (f"the projection expects {k} branches and got {k - 1}: concatenate the 1x1 branch, every atrous"
-                " branch of self.branches and the image-pooling branch")
-    if f"to have {k * out} channels" in text:
-        return "concatenate the branches along the channels, dim=1 of (B, C, H, W)"
+    got = re.search(r"expected input\[(\d+), (\d+), (\d+), (\d+)\]", text)
+    if got and f"to have {k * out} channels" in text:
+        channels, height, width = (int(v) for v in got.groups()[1:])
+        if channels == out and (height, width) == (H, W):
+            return (f"the projection expects the {k} branches side by side ({k} x {out} = {k * out} channels):"
+                    " concatenate them along the channels, torch.cat(outputs, dim=1), do not add them")
+        if channels == out and (height, width) in ((k * H, W), (H, k * W)):
+            return (f"you concatenated the {k} branches along dim {2 if height != H else 3}; concatenate them along"
+                    " the channels, dim=1 of (B, C, H, W)")
+        if channels == (k - 1) * out:
+            missing = _missing_branches(calls, aspp)
+            if len(missing) == 1:
+                return f"the projection expects {k} branches and got {k - 1}: your forward never runs {missing[0]}"
+        return (f"the projection expects {k} x {out} = {k * out} channels and got {channels}; re-read 'Atrous"
+                " convolution and the ASPP head' in chapter 11")
     return ""
 
 
@@ -230,6 +241,7 @@ def _iou_variants(predicted, target, k):
         "dice": (2 * tp[present] / (2 * tp + fp + fn)[present]).mean().item(),
         "no_background": iou[1:][present[1:]].mean().item() if present[1:].any() else float("nan"),
         "truth_only": iou[c.sum(1) > 0].mean().item(),
+        "union_twice": (tp[present] / (c.sum(0) + c.sum(1))[present]).mean().item(),
         "nonzero_only": iou[tp > 0].mean().item() if (tp > 0).any() else float("nan"),
     }
     if predicted.shape[0] > 1:
@@ -247,6 +259,8 @@ MEAN_IOU_HINTS = {
     " the mean, do not count it as 0",
     "absent_as_one": "a class absent from both the truth and the prediction has no IoU (0/0): leave it out of"
     " the mean, do not count it as 1",
+    "union_twice": "your union counts the pixels in both the prediction and the truth twice: union = predicted"
+    " + true - intersection (TP + FP + FN)",
     "truth_only": "a class that is predicted but absent from the truth has IoU 0 (its union is all false"
     " positives): keep it in the mean; leave out only a class absent from both the truth and the prediction",
     "nonzero_only": "a class with IoU 0 (in the truth but never predicted right) counts as 0 in the mean: leave"
@@ -307,7 +321,8 @@ def check_mean_iou(fn):
         hint = ""
         for name in MEAN_IOU_HINTS:
             informative = [(a, v[name]) for _, a, r, v in answers if name in v and not _same(v[name], r)]
-            if informative and all(_same(a, value) for a, value in informative):
+            explains = all(name in v and _same(a, v[name]) for _, a, r, v in answers if not _same(a, r))
+            if informative and explains and all(_same(a, value) for a, value in informative):
                 hint = MEAN_IOU_HINTS[name]
                 break
         if math.isnan(actual) and not hint:

@@ -56,6 +56,11 @@ def _variants(query, key, value):
             " keepdim=True, so that the context vector (B, d, P, 1) has one entry per channel",
         ),
         (
+            relu_v * (key * scores).mean(dim=-1, keepdim=True),
+            "you average the weighted keys over the N patches; the context scores already sum to 1, so sum them:"
+            " (key * scores).sum(dim=-1, keepdim=True)",
+        ),
+        (
             relu_v + context,
             "you added the context vector to the values; multiply them: F.relu(value) * context_vector",
         ),

@@ -48,6 +48,7 @@ def _wrong_schedules(total, lr, min_lr, warmup, warmup_lr):
                 warmup_lr + t * (lr - warmup_lr) / (W - 1) if t < W else cosine(t, W, T - 1 - W, min_lr) for t in range(T)
             ]
         wrong["warmup_from_zero"] = [t * lr / W if t < W else cosine(t, W, T - 1 - W, min_lr) for t in range(T)]
+        wrong["warmup_constant"] = [warmup_lr if t < W else cosine(t, W, T - 1 - W, min_lr) for t in range(T)]
         wrong["no_warmup"] = [cosine(t, 0, T - 1, min_lr) for t in range(T)]
         wrong["cosine_from_zero"] = [
             warmup_lr + t * (lr - warmup_lr) / W if t < W else cosine(t, 0, T - 1, min_lr) for t in range(T)
@@ -72,6 +73,8 @@ SCHEDULE_HINTS = {
     "warmup_over_w_minus_1": "an off-by-one in the warm-up: divide by warmup_steps, not warmup_steps - 1;"
     " the peak lr belongs to step warmup_steps, the first step of the cosine",
     "warmup_from_zero": "your warm-up starts at 0; it starts at warmup_lr (the paper warms up from 0.0002 to 0.002)",
+    "warmup_constant": "your warm-up stays at warmup_lr; it rises linearly, warmup_lr + step * (lr - warmup_lr) /"
+    " warmup_steps, so that step warmup_steps reaches lr",
     "no_warmup": "there is no warm-up in your schedule: steps 0 .. warmup_steps - 1 rise linearly from warmup_lr to lr",
     "cosine_from_zero": "your cosine starts counting at step 0; it starts at the end of the warm-up:"
     " progress = (step - warmup_steps) / (total_steps - 1 - warmup_steps)",

@@ -723,3 +723,106 @@ def iou_nanmean(predicted, target, num_classes):
 IOU_RIGHT = [("NumPy confusion matrix", iou_confusion_numpy), ("nanmean of a tensor", iou_nanmean),
              ("per class loops", _iou())]
 SETS["check_mean_iou"] = (checks.check_mean_iou, IOU_WRONG, IOU_RIGHT)
+
+
+# ------------------------------------------------------------------------- a second batch, written later
+import random  # noqa: E402  (a student's random.choice)
+
+def lr_flat_warmup(step, total_steps, lr, min_lr, warmup_steps, warmup_lr):
+    if step < warmup_steps:
+        return warmup_lr
+    p = (step - warmup_steps) / (total_steps - 1 - warmup_steps)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * p))
+def lr_cos_plus_one(step, total_steps, lr, min_lr, warmup_steps, warmup_lr):
+    if step < warmup_steps:
+        return warmup_lr + step * (lr - warmup_lr) / warmup_steps
+    p = (step - warmup_steps + 1) / (total_steps - warmup_steps)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * p))
+def bs_floordiv_float(r, base, b):
+    return max(1, b // (r / base) ** 2)
+def sampler_random_choice(n, b, resolutions, base, generator):
+    order = torch.randperm(n, generator=generator)
+    out, s = [], 0
+    while s < n:
+        r = random.choice(resolutions)
+        k = _bs(r, base, b)
+        idx = order[s:s + k]
+        if len(idx) < k: idx = torch.cat([idx, order[:k - len(idx)]])
+        out.append((r, idx))
+        s += k
+    return out
+def sampler_one_res_per_epoch(n, b, resolutions, base, generator):
+    order = torch.randperm(n, generator=generator)
+    r = resolutions[int(torch.randint(len(resolutions), (1,), generator=generator))]
+    k = _bs(r, base, b)
+    out = []
+    for s in range(0, n, k):
+        idx = order[s:s + k]
+        if len(idx) < k: idx = torch.cat([idx, order[:k - len(idx)]])
+        out.append((r, idx))
+    return out
+def aw_whole_width(block, y, layer):
+    return _aw(heads=1)(block, y, layer)
+def aw_after_layer(block, y, layer):
+    tokens = rearrange(me.unfold_patches(y, block.patch_size), "b p n d -> (b p) n d")
+    for l in block.transformer[:layer + 1]:
+        tokens = l(tokens)
+    this = block.transformer[layer]
+    q, k, _ = rearrange(this.attn.qkv(this.norm1(tokens)), "b n (three h e) -> three b h n e", three=3, h=this.attn.num_heads)
+    return (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1)
+def fold_input_axis(conv, bn):
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups)
+    with torch.no_grad():
+        w = conv.weight.clone()
+        n = min(w.shape[1], len(s))
+        w[:, :n] *= s[:n].view(1, -1, 1, 1)
+        out.weight.copy_(w)
+        b = conv.bias if conv.bias is not None else 0
+        out.bias.copy_((b - bn.running_mean) * s + bn.bias)
+    return out
+def fold_no_conv_bias(conv, bn):
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups)
+    with torch.no_grad():
+        out.weight.copy_(conv.weight * s.view(-1, 1, 1, 1))
+        out.bias.copy_(bn.bias - bn.running_mean * s)
+    return out
+def sep_softmax_dim2(query, key, value):
+    return F.relu(value) * (key * query.softmax(dim=2)).sum(-1, keepdim=True)
+def sep_mean_weighted(query, key, value):
+    return F.relu(value) * (key * query.softmax(-1)).mean(-1, keepdim=True)
+def iou_half_dice(predicted, target, num_classes):
+    v = []
+    for c in range(num_classes):
+        P, T = predicted == c, target == c
+        den = P.sum() + T.sum()
+        if den:
+            v.append(((P & T).sum() / den).item())
+    return sum(v) / len(v)
+def iou_last_class_missing(predicted, target, num_classes):
+    return _iou()(predicted, target, num_classes - 1)
+@aspp
+def ASPPReLUAfter(self, x):
+    H, W = x.shape[-2:]
+    return F.relu(self.dropout(self.project(torch.cat([b(x) for b in self.branches] + [self.pool(x).expand(-1, -1, H, W)], 1))))
+@aspp
+def ASPPPoolNoConv(self, x):
+    H, W = x.shape[-2:]
+    return self.dropout(self.project(torch.cat([b(x) for b in self.branches] + [self.pool.avg(x).expand(-1, -1, H, W)], 1)))
+
+LR_WRONG += [("a flat warm-up", lr_flat_warmup, ["stays at warmup_lr"]),
+             ("cosine progress shifted by one", lr_cos_plus_one, ["off-by-one", "one step"])]
+BATCH_WRONG += [("float floor division", bs_floordiv_float, ["floating-point"])]
+SAMPLER_WRONG += [("random.choice", sampler_random_choice, ["global generator", "from `generator`"]),
+                  ("one resolution per epoch", sampler_one_res_per_epoch, ["draw one of"])]
+AW_WRONG += [("one head over the whole width", aw_whole_width, ["one head over the whole width"]),
+             ("through the layer itself", aw_after_layer, ["layer `layer` itself"])]
+FOLD_WRONG += [("scaled along the input channels", fold_input_axis, ["scaled per output channel"]),
+               ("conv bias dropped", fold_no_conv_bias, ["dropped conv's own bias"])]
+SEP_WRONG += [("softmax over dim 2", sep_softmax_dim2, ["over the P pixel positions"]),
+              ("mean of the weighted keys", sep_mean_weighted, ["you average the weighted keys"])]
+IOU_WRONG += [("union counted twice", iou_half_dice, ["counts the pixels"]),
+              ("the last class left out", iou_last_class_missing, ["last class", "num_classes"])]
+ASPP_WRONG += [("the pooling's 1x1 conv skipped", ASPPPoolNoConv, ["skips its 1x1 conv"])]
+ASPP_RIGHT += [("an extra ReLU after the dropout (a no-op on ReLU outputs)", ASPPReLUAfter)]
