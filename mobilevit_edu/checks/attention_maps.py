@@ -132,7 +132,9 @@ WEIGHTS_SECTION = "'Attention maps: the red dot and its blue dots, learnt' in ch
 def check_attention_weights(fn):
     """Check `fn(block, y, layer)` -> (P, heads, N, N): for the local representation y (1, d, H, W) of a
     MobileViTBlock (H, W multiples of the patch size), the attention matrices softmax(q kᵀ / √e) of
-    transformer layer `layer`: tokens (P, N, d) from `unfold_patches`, layers 0..layer-1, norm1, qkv."""
+    transformer layer `layer`: tokens (P, N, d) from `unfold_patches`, layers 0..layer-1, norm1, qkv. The
+    blocks' LayerNorms get random scales and shifts, so that reading the tokens after the wrong one shows;
+    calling the layer's own attn.attention_weights or explain.block_attention is rejected."""
 
     def body():
         generator = torch.Generator().manual_seed(8)
@@ -247,7 +249,8 @@ FORBIDDEN_MAP_MESSAGE = (
 def check_attention_map(fn):
     """Check `fn(weights, pixel, size, patch_size, head)` -> (H, W): weights (P, heads, N, N) of one image,
     pixel (i, j) of the H x W map `size`; the map holds, at the pixel at the same position p of every
-    patch, the weight with which `pixel` attends to that patch (its row of the matrix), zero elsewhere."""
+    patch, the weight with which `pixel` attends to that patch (its row of the matrix), zero elsewhere. Calling
+    explain.attention_map_from_weights (or explain.attention_map) is rejected."""
 
     def body():
         generator = torch.Generator().manual_seed(80)

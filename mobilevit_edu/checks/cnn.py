@@ -263,7 +263,9 @@ def check_inverted_residual(cls):
     Both modules get the same weights (BatchNorm statistics randomised so BN is not the identity)
     and run in eval mode. A wrong output is compared with the typical wrong forwards (residual
     always or never, an activation after the projection, a skipped BatchNorm or convolution, ...),
-    and the one that matches is named."""
+    and the one that matches is named; otherwise the hint names the first submodule whose input
+    differs from the package's and what that input is (e.g. ReLU6 of `self.expand.norm`'s output),
+    from hooks on both modules (see `_common.trace_hint`)."""
 
     def body():
         generator = torch.Generator().manual_seed(0)

@@ -144,7 +144,8 @@ FORBIDDEN_FOLD_MESSAGE = (
 def check_fold_batchnorm(fn):
     """Check `fn(conv, bn)`: it must return one `nn.Conv2d` equal to `bn(conv(x))` with `bn` in eval mode,
     and leave `conv` and `bn` unchanged. Cases: with and without conv bias, depthwise, stride 2, groups,
-    eps 1e-5 and 1e-3 with small running variances, batch 1 and 2, non-square inputs."""
+    dilation 2, eps 1e-5 and 1e-3 with small running variances, batch 1 and 2, non-square inputs. Calling a
+    library's fold (torch.nn.utils.fusion, the package's deploy) is rejected: the exercise is to write it."""
 
     def body():
         generator = torch.Generator().manual_seed(0)

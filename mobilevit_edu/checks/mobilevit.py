@@ -339,7 +339,8 @@ def check_mobilevit_block(cls):
     batch 1 and 2, square and non-square maps, sizes that are not a multiple of the patch size (7x9, 5x4).
 
     Both blocks get the same weights (BatchNorm statistics randomised so that BN is not the identity)
-    and run in eval mode."""
+    and run in eval mode. A wrong forward gets the typical mistake it equals, else the first submodule
+    whose input differs from the package's and what that input is."""
 
     def body():
         generator = torch.Generator().manual_seed(0)

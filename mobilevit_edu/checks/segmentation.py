@@ -126,7 +126,8 @@ def check_aspp_forward(cls):
     square and non-square maps, two or three rates, rates larger than the map, and training mode.
 
     Both modules get the same weights (BatchNorm statistics randomised so BN is not the identity); the
-    training-mode case draws the dropout mask from the same seed for both."""
+    training-mode case draws the dropout mask from the same seed for both. A class that writes no forward
+    of its own (inheriting the package's) or calls the package's (super().forward) is rejected."""
 
     def body():
         if isinstance(cls, type) and issubclass(cls, ASPP) and cls.forward is ASPP.forward:
@@ -301,7 +302,8 @@ def _same(a, b):
 def check_mean_iou(fn):
     """Check `fn(predicted, target, num_classes) -> float`, the mean IoU of (B, H, W) label tensors, on
     hand-made masks: two classes; a class absent from both the truth and the prediction (left out of the
-    mean); a batch of two images (pixels counted over the whole batch).
+    mean); a batch of two images (pixels counted over the whole batch) with a class in the truth but never
+    predicted and one predicted but not in the truth (both IoU 0, both in the mean).
 
     On a wrong answer, the hint names the typical mistake whose numbers your function reproduces on
     every case where that mistake changes the result (two mistakes can agree on one small case)."""

@@ -181,8 +181,9 @@ def _as_int(actual):
 
 
 def check_batch_size_for(fn):
-    """Check `fn(resolution, base_resolution, base_batch_size)` -> int on the paper's resolutions (base 256,
-    batch 128) and the chapter's (base 32, batch 64), including one that would round to 0."""
+    """Check `fn(resolution, base_resolution, base_batch_size)` -> int (any integer type: Python, NumPy, a
+    one-element tensor) on the paper's resolutions (base 256, batch 128) and the chapter's (base 32, batch 64),
+    including one that would round to 0 and one, (160, 224, 100) -> 196, that float arithmetic gets wrong."""
 
     def body():
         answers = []
@@ -229,9 +230,11 @@ def _describe(batches, limit=4):
 
 def check_multiscale_batches(fn):
     """Check `fn(num_samples, batch_size, resolutions, base_resolution, generator)` -> list of (resolution,
-    indices) for one epoch: every image appears, each batch has batch_size_for(resolution, ...) images (the
-    last one topped up from the epoch's start), the resolutions are drawn from `generator` (the same seed
-    gives the same epoch, another seed another one), and every resolution gets used."""
+    indices) for one epoch: the batches read one shuffled order of all images once, each batch has
+    batch_size_for(resolution, ...) images, the last one topped up from the start of that order, no batch
+    after the order is used up (also when it ends exactly, 36 images in batches of 4), the resolutions are
+    drawn from `generator` (the same seed gives the same epoch, another seed another one), and every
+    resolution gets drawn (over 6 more epochs of the first case)."""
 
     def body():
         for description, n, b, resolutions, base in SAMPLER_CASES:
