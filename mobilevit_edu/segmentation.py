@@ -6,6 +6,9 @@
 - `DeepLabV3(backbone, num_classes)`: a MobileViT's last stage -> ASPP -> 1x1 classifier -> bilinear
   upsampling to the input size. Build the backbone with `output_stride=16` as the paper does.
 - `MeanIoU`: the metric, accumulated over a whole data set in a confusion matrix.
+- Chapter 11's experiment: `FLAG_MOBILEVIT` and `FLAG_CNN` (two backbones of about 92 k parameters, with
+  and without MobileViT blocks), `flag_segmenter(config, seed)`, and the flag-swap test `swap_flags` /
+  `flag_flip_share`, which asks whether a network trained on `data.flag_shapes` reads the far-away flag.
 """
 
 import torch
@@ -13,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import check_image_batch
+from .data import FLAG_COLOURS
 from .layers import ConvNormAct
+from .models import MobileViT, MobileViTConfig, StageConfig
 
 
 def conv_norm_relu(in_channels, out_channels, kernel_size=1, dilation=1):
@@ -31,7 +36,7 @@ class ASPP(nn.Module):
     branches[1..]:  one 3x3 conv with dilation r (BN, ReLU) per rate r in `atrous_rates`
     pool:           global average pool -> 1x1 conv (BN, ReLU) -> broadcast back to H x W
     project:        concatenate the (len(atrous_rates) + 2) branches -> 1x1 conv (BN, ReLU)
-    dropout:        Dropout2d (whole channels), as ml-cvnets
+    dropout:        element-wise Dropout, as ml-cvnets v0.1 (cvnets/modules/aspp_block.py)
 
     Defaults are DeepLabv3's and ml-cvnets' (rates 6/12/18, 256 channels, dropout 0.1). A 3x3 conv
     with dilation r on a map smaller than r + 1 pixels sees only zero padding beyond its centre tap:
@@ -56,7 +61,7 @@ class ASPP(nn.Module):
         self.pool.avg = nn.AdaptiveAvgPool2d(1)
         self.pool.conv = conv_norm_relu(in_channels, out_channels, 1)
         self.project = conv_norm_relu((len(rates) + 2) * out_channels, out_channels, 1)
-        self.dropout = nn.Dropout2d(dropout)
+        self.dropout = nn.Dropout(dropout)  # element-wise, as ml-cvnets v0.1's ASPP (later versions: Dropout2d)
 
     def forward(self, x):
         check_image_batch(x, "x", self.in_channels)
@@ -72,15 +77,20 @@ class DeepLabV3(nn.Module):
     """DeepLabv3 on a MobileViT backbone. (B, 3, H, W) images in [0, 1] -> (B, num_classes, H, W) logits.
 
     backbone.features(x)[-1] (the last stage, stride `backbone.config.output_stride`)
-    -> ASPP -> 1x1 conv to num_classes (with bias) -> bilinear upsampling (align_corners=False) to H x W.
+    -> ASPP (element-wise dropout inside) -> Dropout2d(classifier_dropout) -> 1x1 conv to num_classes
+    (with bias) -> bilinear upsampling (align_corners=False) to H x W. Both dropouts are 0.1 by default,
+    as in ml-cvnets v0.1's DeepLabv3 head (cvnets/models/segmentation/heads/deeplabv3.py).
 
     As ml-cvnets does, the backbone's classifier is removed: its `final_conv` and `head` are replaced
     by `nn.Identity()` in place (the backbone passed in is changed), so the parameters counted are
     those of the segmentation network. The ASPP reads the last stage's output, not the 1x1 expansion.
     """
 
-    def __init__(self, backbone, num_classes, aspp_channels=256, atrous_rates=(6, 12, 18), dropout=0.1):
+    def __init__(self, backbone, num_classes, aspp_channels=256, atrous_rates=(6, 12, 18), dropout=0.1,
+                 classifier_dropout=0.1):
         super().__init__()
+        if not 0.0 <= classifier_dropout < 1.0:
+            raise ValueError(f"classifier_dropout must be in [0, 1), got {classifier_dropout}")
         if not (isinstance(num_classes, int) and num_classes >= 1):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if not hasattr(backbone, "features") or not hasattr(backbone, "config"):
@@ -92,12 +102,13 @@ class DeepLabV3(nn.Module):
         self.backbone = backbone
         self.num_classes = num_classes
         self.aspp = ASPP(backbone.config.stages[-1].channels, aspp_channels, atrous_rates, dropout)
+        self.classifier_dropout = nn.Dropout2d(classifier_dropout)  # whole channels, before the classifier
         self.classifier = nn.Conv2d(aspp_channels, num_classes, 1)
 
     def forward(self, x):
         H, W = x.shape[-2:]
         features = self.backbone.features(x)[-1]  # (B, C_5, H/os, W/os); checks x
-        logits = self.classifier(self.aspp(features))  # (B, num_classes, H/os, W/os)
+        logits = self.classifier(self.classifier_dropout(self.aspp(features)))  # (B, num_classes, H/os, W/os)
         return F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)  # (B, K, H, W)
 
 
@@ -166,3 +177,66 @@ class MeanIoU:
         iou = self.per_class()
         present = ~iou.isnan()
         return float(iou[present].mean()) if present.any() else float("nan")
+
+
+# ------------------------------------------------------------------- chapter 11's flag experiment
+# Two backbones of about the same size for 64x64 flag_shapes images at output stride 8 (an 8x8 last map):
+# a small MobileViT (MobileViT blocks in stages.2 and stages.3) and a CNN of MV2 blocks only, wider and
+# deeper in those stages. The last stage has 48 channels in both, so their ASPP heads are identical.
+FLAG_MOBILEVIT = MobileViTConfig(
+    name="flag_mobilevit",
+    stages=(
+        StageConfig(16, num_mv2=1, stride=2),
+        StageConfig(24, num_mv2=1, stride=1),
+        StageConfig(24, num_mv2=1, stride=1, transformer_dim=32, depth=1),
+        StageConfig(32, num_mv2=1, stride=2, transformer_dim=48, depth=1),
+        StageConfig(48, num_mv2=1, stride=2),
+    ),
+    expand_ratio=2.0,
+    final_channels=96,  # the classifier's 1x1 conv: DeepLabV3 removes it
+    output_stride=8,
+)
+FLAG_CNN = MobileViTConfig(
+    name="flag_cnn",
+    stages=(
+        StageConfig(16, num_mv2=1, stride=2),
+        StageConfig(24, num_mv2=1, stride=1),
+        StageConfig(48, num_mv2=3, stride=1),
+        StageConfig(64, num_mv2=3, stride=2),
+        StageConfig(48, num_mv2=1, stride=2),
+    ),
+    expand_ratio=2.0,
+    final_channels=96,
+    output_stride=8,
+)
+
+
+def flag_segmenter(config, num_classes=5, seed=0):
+    """DeepLabV3 on MobileViT(config) with chapter 11's small head: 32 channels, rates 1/2/3 (for an 8x8
+    map), dropouts 0.1. Seeded on a forked RNG: the caller's random state is left alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DeepLabV3(MobileViT(config), num_classes, aspp_channels=32, atrous_rates=(1, 2, 3))
+
+
+def swap_flags(images):
+    """flag_shapes images (B, 3, H, W) with every flag recoloured, red <-> blue, and nothing else changed.
+    The flags are found by their exact colours (flag_shapes adds no noise to them)."""
+    red = torch.tensor(FLAG_COLOURS[0]).view(3, 1, 1)
+    blue = torch.tensor(FLAG_COLOURS[1]).view(3, 1, 1)
+    is_red = ((images - red).abs().amax(dim=1) < 1e-6).unsqueeze(1)  # (B, 1, H, W)
+    is_blue = ((images - blue).abs().amax(dim=1) < 1e-6).unsqueeze(1)
+    return torch.where(is_red, blue, torch.where(is_blue, red, images))
+
+
+@torch.no_grad()
+def flag_flip_share(model, images, truth):
+    """Share of the disc pixels (truth 3 or 4) predicted as a disc whose class flips (3 <-> 4) when the
+    flags are swapped: near 1 for a network that reads the flag, near 0 for one that guesses."""
+    model.eval()
+    predicted = model(images).argmax(dim=1)
+    predicted_swapped = model(swap_flags(images)).argmax(dim=1)
+    as_disc = (predicted >= 3) & (truth >= 3)
+    if not as_disc.any():
+        return 0.0
+    return (predicted_swapped[as_disc] == 7 - predicted[as_disc]).float().mean().item()

@@ -7,7 +7,9 @@
 
 The explorers need a running kernel (Jupyter, Colab); the animations are matplotlib
 `FuncAnimation`s: show them with `animation_html(anim, alt="what it shows")`, which renders the
-frames into the page.
+frames into the page. The explorers use only what ipywidgets 7.7 and 8 both have (`interactive`,
+`IntSlider`, `SelectionSlider`): Colab ships ipywidgets 7.7.1 and shows ipywidgets 8 as a
+third-party widget, so the course works with either (tests/test_widgets.py runs under both).
 """
 
 import re
@@ -74,7 +76,7 @@ def receptive_field_explorer(size=(9, 12)):
 
     def show(kernel_size=3, stride=1, padding=0, dilation=1, out_row=0, out_col=0):
         fig = plot_receptive_field(size, kernel_size, stride, padding, dilation, (out_row, out_col))
-        plt.show(fig)
+        plt.show()
 
     slider = dict(continuous_update=False)
     return widgets.interactive(
@@ -121,7 +123,7 @@ def attention_scale_explorer(num_tokens=16):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
         draw_attention_rows(axes, *attention_row(d, num_tokens, seed), d)
         fig.suptitle(f"one query against {num_tokens} keys, head size d = {d}")
-        plt.show(fig)
+        plt.show()
 
     slider = dict(continuous_update=False)
     return widgets.interactive(

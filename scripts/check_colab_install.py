@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Try the Colab path of the course: the install cell in a Python that has torch and nothing of the course.
+"""Try the Colab path of the course: the install cell in a Python that has what Colab has, nothing of the course.
 
 In a fresh Colab runtime the first code cell of every notebook finds no `mobilevit_edu`, installs
 `mobilevit_edu[course]` from the repository with pip (git+URL@branch), and the notebook runs. A
@@ -8,33 +8,47 @@ imports something the extras do not install) would only show there. This command
 
 1. a snapshot of the working tree (the files git tracks or would track, as a one-commit git
    repository in a temporary folder): what a clone would hold, untracked build leftovers aside;
-2. a fresh virtual environment (`python -m venv --without-pip`) that sees, like Colab, torch and
-   torchvision, a Jupyter kernel and pip, and nothing else: a .pth file adds a folder of symlinks
-   to exactly those distributions of .venv and their dependencies, extras included (code and
-   .dist-info, so pip counts them as installed), instead of installing torch again (about 2
-   minutes). It checks that einops, matplotlib, timm, ipywidgets, onnx and mobilevit_edu are NOT
-   importable there before the run;
+2. a fresh virtual environment (`python -m venv --without-pip`) that has what a Colab runtime has
+   before the install cell runs, as far as the course is concerned, through a .pth file and nothing
+   else:
+   - Colab's own versions of the packages the course touches, from scripts/colab_versions.txt
+     (ipywidgets 7.7.1, numpy, matplotlib, pillow, tqdm, timm, huggingface_hub, einops, protobuf,
+     Colab's ipykernel and IPython, and what they need): installed once with pip into a cache folder
+     (~/.cache/mobilevit_edu/colab-seed-<hash of that file, Python, torch>; about 5 minutes the first
+     time on this machine, nothing after);
+   - torch, torchvision and pip of .venv and their dependencies (a folder of symlinks, code and
+     .dist-info, so pip counts them as installed) instead of installing torch again (about 2
+     minutes); Colab's torch differs (see colab_versions.txt).
+   It checks that mobilevit_edu and onnx are NOT importable there before the run, and records
+   `pip freeze`;
 3. one chapter and one exercise notebook of the snapshot executed end to end in that environment
    (nbclient, a fresh kernel each, cwd = the notebook's folder) with MOBILEVIT_EDU_SOURCE =
    git+file://localhost<snapshot>@main: the install cell of the first one installs the package and
-   every course dependency from PyPI (pip's cache makes that quick after the first time), the second
-   one finds it installed; both must print the environment report;
-4. then, in that environment: every third-party module that ANY notebook of the course imports must
-   be installed (a notebook importing what the `course` extra does not bring), mobilevit_edu must
-   come from the venv, and pip must not have installed torch or its dependencies again (a
-   requirement of the course that Colab's torch does not satisfy).
+   every course dependency Colab lacks from PyPI (pip's cache makes that quick after the first time),
+   the second one finds it installed; both must print the environment report. The default chapter,
+   chapter 1, shows an explorer (ipywidgets) and an animation;
+4. then, in that environment: `pip freeze` again, and every package of colab_versions.txt must have
+   the version Colab has (the install cell upgraded or replaced nothing Colab ships: an upgrade of
+   numpy, matplotlib or ipywidgets needs a restart in Colab, and ipywidgets 8 is a third-party
+   widget there); every third-party module that ANY notebook of the course imports must be
+   installed (a notebook importing what the `course` extra does not bring); mobilevit_edu must come
+   from the venv; pip must not have installed torch or its dependencies again;
+5. tests/test_widgets.py of the snapshot there (Colab's pytest): every explorer of the course builds
+   and redraws under ipywidgets 7.7.1 and Colab's matplotlib.
 It needs PyPI (or a pip index) and git, works in /dev/shm when that is a roomy RAM disk (deleting a
 venv from a busy disk took half a minute), and prints a timing per phase.
 
 Usage:
-    python scripts/check_colab_install.py      # chapters/02_mv2_block.ipynb + exercises/02_mv2_block.ipynb
+    python scripts/check_colab_install.py      # chapters/01_conv_unfold.ipynb + exercises/02_mv2_block.ipynb
     python scripts/check_colab_install.py --notebook chapters/01_conv_unfold.ipynb --notebook exercises/01_conv_unfold.ipynb
     python scripts/check_colab_install.py --keep   # keep the temporary folder (its path is printed)
 Run it with the Python of .venv (scripts/test.sh does). Exit status 1 when a step fails.
 """
 
 import argparse
+import hashlib
 import importlib.metadata as metadata
+import platform
 import json
 import os
 import shutil
@@ -51,13 +65,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _nbtools  # noqa: E402
 import stamp_colab  # noqa: E402
 
-# What a Colab runtime has before the install cell runs, as far as this course is concerned: torch
-# and torchvision (with their dependencies, e.g. numpy and pillow), the Jupyter kernel, and pip.
-COLAB_STACK = ("torch", "torchvision", "ipykernel", "pip")
+# What a Colab runtime has before the install cell runs, as far as this course is concerned: Colab's
+# versions of the packages in colab_versions.txt (the seed), and torch, torchvision and pip, taken
+# from .venv with their dependencies (those the seed does not have).
+COLAB_VERSIONS = Path(__file__).resolve().parent / "colab_versions.txt"
+COLAB_STACK = ("torch", "torchvision", "pip")
 # What only the install cell may bring: if one of these is importable before it runs, the test
 # would not test the install.
-NOT_BEFORE = ("mobilevit_edu", "einops", "matplotlib", "timm", "ipywidgets", "onnx")
-DEFAULT_NOTEBOOKS = ("chapters/02_mv2_block.ipynb", "exercises/02_mv2_block.ipynb")
+NOT_BEFORE = ("mobilevit_edu", "onnx", "onnxruntime", "onnxscript")
+# What must be there before, as in Colab
+BEFORE = ("torch", "torchvision", "ipykernel", "ipywidgets", "matplotlib", "timm", "tqdm")
+DEFAULT_NOTEBOOKS = ("chapters/01_conv_unfold.ipynb", "exercises/02_mv2_block.ipynb")
+WIDGET_TESTS = "tests/test_widgets.py"
 REPORT_START = "Python "
 
 
@@ -83,6 +102,66 @@ def closure(names):
     return found
 
 
+def colab_versions(path=COLAB_VERSIONS):
+    """{canonical name: "name==version"} of colab_versions.txt (comments after '#')."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        spec = line.split("#", 1)[0].strip()
+        if spec:
+            name, _, version = spec.partition("==")
+            if not version:
+                raise SystemExit(f"{path}: expected name==version, got {line!r}")
+            pins[canonicalize_name(name)] = spec
+    return pins
+
+
+def cache_home():
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mobilevit_edu"
+
+
+def colab_seed(pins, stack, stack_dists, tmp):
+    """The folder (a cache, made once) that holds Colab's versions `pins` ({name: "name==version"}),
+    installed by pip into a venv that sees `stack` (torch and its dependencies), so that pip leaves torch
+    alone. Its name has a hash of the pins, this Python and torch: change one and it is made again."""
+    torch_pins = [f"{name}=={stack_dists[name].version}" for name in ("torch", "torchvision")]
+    key = hashlib.sha256("\n".join([*sorted(pins.values()), *torch_pins, sys.version, platform.machine()])
+                         .encode()).hexdigest()[:16]
+    seed = cache_home() / f"colab-seed-{key}"
+    if (seed / ".complete").exists():
+        return seed, False
+    python, site = make_venv(tmp / "seed-venv", stack)
+    constraints = tmp / "seed-constraints.txt"
+    constraints.write_text("\n".join([*pins.values(), *torch_pins]) + "\n")
+    # Colab's versions only: a version missing here fails loudly instead of picking another
+    command = [str(python), "-m", "pip", "install", "-q", "--no-color", "--progress-bar", "off",
+               "-c", str(constraints), *pins.values()]
+    done = subprocess.run(command, capture_output=True, text=True, env=kernel_env(tmp / "seed-venv", ""), cwd=tmp)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip could not install Colab's versions (scripts/colab_versions.txt):\n{done.stderr[-3000:]}")
+    (site / "_colab_stack.pth").unlink()
+    seed.parent.mkdir(parents=True, exist_ok=True)
+    for old in seed.parent.glob("colab-seed-*"):  # seeds of older pins
+        shutil.rmtree(old, ignore_errors=True)
+    staging = seed.parent / f".{seed.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(site, staging, symlinks=True)
+    (staging / ".complete").write_text(" ".join(command[3:]) + "\n")
+    staging.rename(seed)
+    return seed, True
+
+
+def installed_versions(python, env, cwd):
+    """{canonical name: "name==version"} from `pip freeze --all` in the environment of `python`."""
+    done = subprocess.run([str(python), "-m", "pip", "freeze", "--all"], capture_output=True, text=True,
+                          env=env, cwd=cwd, check=True)
+    found = {}
+    for line in done.stdout.splitlines():
+        name = line.split("==")[0].split(" @ ")[0].strip()
+        if name:
+            found.setdefault(canonicalize_name(name), line.strip())
+    return found
+
+
 def link_stack(dists, folder):
     """Symlink into `folder` the top-level files and folders of every distribution (its packages,
     modules, shared libraries and .dist-info), as found in its RECORD; return how many links."""
@@ -101,12 +180,13 @@ def link_stack(dists, folder):
     return len(linked)
 
 
-def make_venv(where, stack_dir):
+def make_venv(where, *stack_dirs):
+    """A venv without pip at `where` that sees the folders `stack_dirs`, in this order, through a .pth."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
     python = where / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
-    Path(site, "_colab_stack.pth").write_text(f"{stack_dir}\n")
+    Path(site, "_colab_stack.pth").write_text("".join(f"{folder}\n" for folder in stack_dirs))
     return python, Path(site)
 
 
@@ -248,24 +328,46 @@ def main(argv=None):
 
     try:
         start = time.monotonic()
-        dists = closure(COLAB_STACK)
+        pins = colab_versions()
+        all_dists = closure(COLAB_STACK)
+        dists = {name: dist for name, dist in all_dists.items() if name not in pins}  # the seed has Colab's
         links = link_stack(dists, tmp / "colab-stack")
-        python, site = make_venv(tmp / "venv", tmp / "colab-stack")
+        seed, made = colab_seed(pins, tmp / "colab-stack", all_dists, tmp)
+        phase(f"Colab's versions of {len(pins)} packages (scripts/colab_versions.txt): "
+              f"{'installed into' if made else 'cached in'} {seed}", start)
+
+        start = time.monotonic()
+        python, site = make_venv(tmp / "venv", seed, tmp / "colab-stack")
         probe = subprocess.run([str(python), "-c", "import importlib.util as u; print("
-                                f"[m for m in ['torch', 'torchvision', 'ipykernel'] if not u.find_spec(m)], "
+                                f"[m for m in {list(BEFORE)!r} if not u.find_spec(m)], "
                                 f"[m for m in {list(NOT_BEFORE)!r} if u.find_spec(m)])"],
                                capture_output=True, text=True, env=kernel_env(tmp / "venv", ""), cwd=tmp)
         if probe.returncode != 0 or probe.stdout.strip() != "[] []":
-            print("the fresh environment lacks torch or already has a part of the course ([missing] [present]): "
+            print("the fresh environment lacks what Colab has or already has a part of the course ([missing] [present]): "
                   f"{probe.stdout}{probe.stderr}", file=sys.stderr)
             return 1
-        phase(f"fresh venv seeing only {', '.join(COLAB_STACK)} ({len(dists)} distributions, {links} links)", start)
+        before = installed_versions(python, kernel_env(tmp / "venv", ""), tmp)
+        wrong = sorted(spec for name, spec in pins.items() if before.get(name) != spec)
+        if wrong:
+            print(f"the fresh environment does not have Colab's versions of: {', '.join(wrong)}"
+                  f" (it has {', '.join(before.get(canonicalize_name(w.split('==')[0]), '-') for w in wrong)})",
+                  file=sys.stderr)
+            return 1
+        shown = ", ".join(pins[n] for n in ("ipywidgets", "numpy", "matplotlib", "pillow", "tqdm", "timm",
+                                               "huggingface-hub", "ipykernel") if n in pins)
+        phase(f"fresh venv with Colab's {shown}, ... ({len(pins)} pinned) and the course's torch, "
+              f"torchvision, pip ({len(dists)} distributions, {links} links)", start)
 
         start = time.monotonic()
         repo = tmp / "repo"
         files = snapshot(_nbtools.ROOT, repo)
         # file://localhost/...: pip (before 24) rejects a git+file:/// URL without a host
         source = f"git+file://localhost{repo.as_posix()}@main"
+        # the install cell as scripts/stamp_colab.py writes it now (a changed cell is tried before the
+        # notebooks are re-stamped and re-executed)
+        url, branch = _nbtools.repository()
+        for rel in notebooks:
+            _nbtools.write(stamp_colab.stamp(_nbtools.read(repo / rel), rel, url, branch), repo / rel)
         phase(f"snapshot of the working tree ({files} files) as {source}", start)
 
         env = kernel_env(tmp / "venv", source)
@@ -291,6 +393,14 @@ def main(argv=None):
                 problems.append(f"{rel}: the install cell installed mobilevit_edu again")
 
         start = time.monotonic()
+        after = installed_versions(python, env, tmp)
+        changed = sorted(f"{spec} -> {after.get(name, 'removed')}" for name, spec in pins.items()
+                         if after.get(name) != spec)
+        problems += [f"the install cell changed what Colab ships: {c} (the course's requirement must accept"
+                     " Colab's version: pyproject.toml)" for c in changed]
+        added = sorted(set(after) - set(before))
+        print(f"  pip freeze before and after the install cell: {len(pins) - len(changed)} of the {len(pins)}"
+              f" packages Colab ships unchanged ({shown}, ...); new: {', '.join(after[n] for n in added) or 'nothing'}")
         # every notebook of the course, not only those run: what they import must now be installed
         wanted = imported_modules(_nbtools.find_notebooks(root=repo))
         probe = subprocess.run([str(python), "-c", "import importlib.util as u, sys; "
@@ -304,7 +414,7 @@ def main(argv=None):
         # what the install cell put into the venv itself (not the Colab stack it sees through the .pth)
         names = sorted(canonicalize_name(p.name.split("-")[0]) for p in site.glob("*.dist-info"))
         print(f"  the install cell added {len(names)} distributions: {', '.join(names)}")
-        replaced = sorted(set(names) & set(dists))
+        replaced = sorted(set(names) & (set(dists) | set(pins)))
         if replaced:
             problems.append(f"pip installed again what Colab already has: {', '.join(replaced)} (a requirement of"
                             " the course that Colab's versions do not satisfy?)")
@@ -313,6 +423,14 @@ def main(argv=None):
         if not where.stdout.startswith(str(site)):
             problems.append(f"mobilevit_edu is not installed in the fresh venv: {where.stdout}{where.stderr}")
         phase("checks of the environment after the run", start)
+
+        start = time.monotonic()
+        tests = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", WIDGET_TESTS],
+                               capture_output=True, text=True, env=env, cwd=repo)
+        summary = (tests.stdout.strip().splitlines() or ["(no output)"])[-1]
+        if tests.returncode != 0:
+            problems.append(f"{WIDGET_TESTS} failed under Colab's versions:\n{tests.stdout[-4000:]}{tests.stderr[-2000:]}")
+        phase(f"{WIDGET_TESTS} under {pins.get('ipywidgets')}, {pins.get('matplotlib')}: {summary}", start)
     except Exception as error:  # a cell that fails, pip, git: say which and how
         problems.append(f"{type(error).__name__}: {error}")
     finally:
@@ -331,8 +449,9 @@ def main(argv=None):
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
-    print(f"✓ the Colab path works: the install cell installs mobilevit_edu[course] into a fresh Python with torch,"
-          f" and {' and '.join(notebooks)} run end to end")
+    print("✓ the Colab path works: the install cell installs mobilevit_edu[course] into a Python with Colab's"
+          f" packages and changes none of them, {' and '.join(notebooks)} run end to end, and the explorers"
+          " build under ipywidgets 7.7.1")
     return 0
 
 

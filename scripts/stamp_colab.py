@@ -9,7 +9,11 @@ Every notebook in book/, chapters/, solutions/ and exercises/ must start with tw
    repository (git+URL@branch, or $MOBILEVIT_EDU_SOURCE: scripts/check_colab_install.py points it
    at a local snapshot) with the extra `course` (everything the notebooks import: matplotlib,
    ipywidgets, timm, tqdm, onnx, onnxscript, onnxruntime), only when `import mobilevit_edu` fails,
-   as in a fresh Colab runtime. When pip fails it names the likely causes, most likely first,
+   as in a fresh Colab runtime. Every package the runtime already has keeps its version (a pip
+   constraints file of them): Colab's ipywidgets 7.7.1, numpy, matplotlib and protobuf stay, and pip
+   picks versions of the rest that fit (issue 27: onnx 1.23 would upgrade Colab's protobuf); only
+   when nothing fits does it upgrade, and then it says in one sentence that the runtime must be
+   restarted. When pip fails it names the likely causes, most likely first,
    instead of a traceback. Then it prints one line for bug reports (Python, torch, the package's
    version, threads, CPU or GPU): it differs from machine to machine, so the cell is tagged
    nbval-ignore-output. The book leaves the cell out (tag "remove-cell"): a reader of the book runs
@@ -65,12 +69,26 @@ import os, platform, subprocess, sys
 try:
     import mobilevit_edu
 except ImportError:
-    import importlib
+    import importlib, importlib.metadata, re, tempfile
     # the course's tests point MOBILEVIT_EDU_SOURCE at a local clone to try this very cell offline
     _source = os.environ.get("MOBILEVIT_EDU_SOURCE", "git+{url}@{branch}")
     print(f"installing mobilevit_edu from {{_source}} ...")
-    _pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-color",
-                           f"mobilevit_edu[course] @ {{_source}}"], capture_output=True, text=True)
+    # What this runtime has stays as it is (Colab: its numpy, matplotlib, ipywidgets 7, protobuf): pip
+    # picks versions of the rest that fit, so nothing already loaded needs a restart.
+    _had = {{d.metadata["Name"].lower(): d.version for d in importlib.metadata.distributions()
+            if d.metadata["Name"] and re.fullmatch(r"[0-9][0-9a-z.+]*", d.version)}}
+    _keep = os.path.join(tempfile.gettempdir(), "mobilevit_edu-keep.txt")
+    with open(_keep, "w") as _file:
+        _file.write("".join(f"{{name}}=={{version}}\\n" for name, version in _had.items()))
+    _install = [sys.executable, "-m", "pip", "install", "-q", "--no-color", f"mobilevit_edu[course] @ {{_source}}"]
+    _pip = subprocess.run(_install + ["-c", _keep], capture_output=True, text=True)
+    if _pip.returncode != 0 and "ResolutionImpossible" in _pip.stderr:  # nothing fits: upgrade, and say so
+        _pip = subprocess.run(_install, capture_output=True, text=True)
+        _now = {{d.metadata["Name"].lower(): d.version for d in importlib.metadata.distributions() if d.metadata["Name"]}}
+        _changed = sorted(f"{{n}} {{v}} -> {{_now[n]}}" for n, v in _had.items() if _now.get(n, v) != v)
+        if _changed:
+            print(f"pip had to upgrade what this runtime had loaded or could load ({{', '.join(_changed)}}):"
+                  " restart it (Colab: Runtime → Restart session), then run the notebook again.")
     if _pip.returncode == 0:
         importlib.invalidate_caches()
         import mobilevit_edu

@@ -22,13 +22,20 @@
 #   5. offline pages         opens the built pages in Chromium with the network unreachable: math
 #                            typeset, images and animations shown, no request leaves the machine
 #                            (scripts/check_offline.py; skipped with a message without chromium)
+#   5b. live widgets         JupyterLab headless (the course's .venv) runs chapters 1 and 3 to their
+#                            explorer in Chromium: the sliders render, dragging one redraws the figure;
+#                            screenshots in _build/screenshots/widgets (scripts/check_widgets_live.py;
+#                            skipped with a message without chromium)
 #   6. slides                builds the lecture decks and their PDFs and the chapter decks
 #                            (scripts/slides.py) and measures every slide of every deck in headless
 #                            Chromium, offline (scripts/check_slides.py): no overflow at 1280×720 or
 #                            1024×768, no request out, math typeset; lecture decks: text >= 24 px,
 #                            code <= 15 lines, median <= 40 words, alt text on every figure
-#   7. Colab install path    the install cell in a fresh venv that has only torch (as Colab), then a
-#                            chapter and an exercise run there (scripts/check_colab_install.py; PyPI)
+#   7. Colab install path    the install cell in a fresh venv with Colab's versions of what the course
+#                            touches (scripts/colab_versions.txt: ipywidgets 7.7.1, numpy, matplotlib...;
+#                            cached) and the course's torch: it must change none of them; then chapter 1
+#                            and an exercise run there, and tests/test_widgets.py under ipywidgets 7.7.1
+#                            (scripts/check_colab_install.py; PyPI)
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
     sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0
@@ -112,10 +119,12 @@ fi
 if command -v chromium >/dev/null 2>&1; then
     step "rendered pages" python scripts/check_html.py --build "$book_tmp/_build"
     step "offline pages" python scripts/check_offline.py --build "$book_tmp/_build"
+    step "live widgets (JupyterLab)" python scripts/check_widgets_live.py
 else
     echo "no chromium (it needs root and apt-get: bash scripts/check_html.sh): screenshots SKIPPED"
     step "rendered pages (HTML only)" python scripts/check_html.py --build "$book_tmp/_build" --static-only
     echo "no chromium: the offline check (scripts/check_offline.py) SKIPPED"
+    echo "no chromium: the live widgets in JupyterLab (scripts/check_widgets_live.py) SKIPPED"
 fi
 
 # The decks (book/lecturers.md): the lecture decks from book/lectures/*.yml (figures and numbers selected

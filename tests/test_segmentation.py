@@ -8,7 +8,10 @@ import torch
 
 import mobilevit_edu as me
 from mobilevit_edu.data import FLAG_COLOURS, SEGMENTATION_CLASSES, flag_shapes
-from mobilevit_edu.segmentation import ASPP, DeepLabV3, MeanIoU, confusion_matrix, iou_per_class
+from mobilevit_edu.segmentation import (
+    ASPP, FLAG_CNN, FLAG_MOBILEVIT, DeepLabV3, MeanIoU, confusion_matrix, flag_flip_share, flag_segmenter,
+    iou_per_class, swap_flags,
+)
 
 
 def seeded(build, seed=0):
@@ -289,3 +292,48 @@ def test_flag_shapes_bad_arguments():
         flag_shapes(0)
     with pytest.raises(ValueError, match="size"):
         flag_shapes(4, size=8)
+
+
+def test_dropouts_are_ml_cvnets_v0_1s_elementwise_in_aspp_channelwise_before_the_classifier():
+    """ml-cvnets v0.1 (d38a116): nn.Dropout after the ASPP's projection, Dropout2d before the 1x1 classifier."""
+    deeplab = DeepLabV3(me.mobilevit_xxs(output_stride=16), num_classes=21)
+    assert type(deeplab.aspp.dropout) is torch.nn.Dropout and deeplab.aspp.dropout.p == 0.1
+    assert type(deeplab.classifier_dropout) is torch.nn.Dropout2d and deeplab.classifier_dropout.p == 0.1
+    calls = []
+    for name in ("aspp", "classifier_dropout", "classifier"):
+        getattr(deeplab, name).register_forward_hook(lambda m, a, o, name=name: calls.append(name))
+    deeplab.eval()(torch.rand(1, 3, 64, 64))
+    assert calls == ["aspp", "classifier_dropout", "classifier"]
+    with pytest.raises(ValueError, match="classifier_dropout"):
+        DeepLabV3(me.mobilevit_xxs(), 21, classifier_dropout=1.0)
+
+
+def test_flag_backbones_have_equal_heads_and_sizes_within_two_percent():
+    mobilevit, cnn = flag_segmenter(FLAG_MOBILEVIT), flag_segmenter(FLAG_CNN)
+    assert me.count_parameters(mobilevit.aspp) == me.count_parameters(cnn.aspp)
+    a, b = me.count_parameters(mobilevit.backbone), me.count_parameters(cnn.backbone)
+    assert abs(a - b) / a < 0.02
+    assert not any(s.transformer_dim for s in FLAG_CNN.stages)
+    x = torch.rand(2, 3, 64, 64)
+    assert mobilevit.eval()(x).shape == cnn.eval()(x).shape == (2, 5, 64, 64)
+
+
+def test_swap_flags_recolours_only_the_flag_and_twice_is_the_identity():
+    images, masks = flag_shapes(6, size=64, seed=3).tensors
+    swapped = swap_flags(images)
+    changed = (swapped != images).any(dim=1)
+    red = ((images - torch.tensor(FLAG_COLOURS[0]).view(3, 1, 1)).abs().amax(dim=1) < 1e-6)
+    blue = ((images - torch.tensor(FLAG_COLOURS[1]).view(3, 1, 1)).abs().amax(dim=1) < 1e-6)
+    assert torch.equal(changed, red | blue) and changed.any()
+    assert torch.equal(swap_flags(swapped), images)
+
+
+def test_flag_flip_share_is_zero_for_a_network_blind_to_the_flag():
+    class Constant(torch.nn.Module):  # every pixel "disc, red flag": finds the discs, never flips
+        def forward(self, x):
+            scores = torch.zeros(len(x), 5, *x.shape[-2:])
+            scores[:, 3] = 1
+            return scores
+
+    images, masks = flag_shapes(4, size=64, seed=2).tensors
+    assert flag_flip_share(Constant(), images, masks) == 0.0
