@@ -129,7 +129,7 @@ def attention_scale_explorer(num_tokens=16):
     return widgets.interactive(
         show,
         log2_d=widgets.IntSlider(6, 1, 11, description="log₂ d", **slider),
-        seed=widgets.IntSlider(0, 0, 20, description="random draw", **slider),
+        seed=widgets.IntSlider(0, 0, 20, description="seed", **slider),  # "random draw" is cut off in JupyterLab
     )
 
 

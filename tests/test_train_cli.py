@@ -45,6 +45,14 @@ def image_folder(tmp_path_factory):
     return _write_folder(tmp_path_factory.mktemp("images"))  # 2 classes x (12 + 4) = 32 PNGs
 
 
+@pytest.fixture(scope="module")
+def whole_run(image_folder, tmp_path_factory):
+    """The out folder of one uninterrupted TINY run (two tests read it)."""
+    out = tmp_path_factory.mktemp("whole")
+    cli.main(["--data", str(image_folder), "--out", str(out), *TINY])
+    return out
+
+
 def _copy(image_folder, tmp_path):
     return Path(shutil.copytree(image_folder, tmp_path / "images"))
 
@@ -78,9 +86,8 @@ def test_help_documents_every_option(capsys):
         assert option in text
 
 
-def test_one_process_trains_and_writes_checkpoints_and_history(image_folder, tmp_path):
-    cli.main(["--data", str(image_folder), "--out", str(tmp_path / "run"), *TINY])
-    out = tmp_path / "run"
+def test_one_process_trains_and_writes_checkpoints_and_history(whole_run):
+    out = whole_run
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert rows[0] == "epoch,train_loss,val_metric,lr,train_seconds" and len(rows) == 3  # a row per epoch
     last = torch.load(out / "last.pt", weights_only=True)  # plain data and tensors, as chapter 7's
@@ -169,14 +176,13 @@ def test_two_processes_under_torchrun_equal_one_process_with_the_same_global_bat
 
 
 # -------------------------------------------------------------------------------------- resume
-def test_a_run_stopped_and_resumed_ends_equal_to_an_uninterrupted_one(image_folder, tmp_path):
+def test_a_run_stopped_and_resumed_ends_equal_to_an_uninterrupted_one(image_folder, whole_run, tmp_path):
     data = ["--data", str(image_folder)]
-    cli.main([*data, "--out", str(tmp_path / "whole"), *TINY])
-    cli.main([*data, "--out", str(tmp_path / "cut"), *TINY, "--stop-after", "4"])  # stops inside epoch 2
-    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["training"]["step"] == 4
+    cli.main([*data, "--out", str(tmp_path / "cut"), *TINY, "--stop-after", "5"])  # epochs of 4 steps: inside epoch 2
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["training"]["step"] == 5
     assert not (tmp_path / "cut" / "model.pt").exists()
     cli.main([*data, "--resume", str(tmp_path / "cut" / "last.pt"), *TINY, "--workers", "2"])
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole, cut = whole_run, tmp_path / "cut"
     # same machine, same threads: equal to the last bit (measured 0.0); 1e-6 allows for nothing but rounding
     assert _max_diff(_weights(whole / "model.pt"), _weights(cut / "model.pt")) <= 1e-6
     a, b = (json.loads((run / "history.json").read_text()) for run in (whole, cut))

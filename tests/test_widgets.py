@@ -77,7 +77,7 @@ def test_receptive_field_explorer_has_its_six_sliders_and_redraws(shown):
 
 def test_attention_scale_explorer_redraws_for_another_head_size_and_draw(shown):
     explorer = widgets.attention_scale_explorer(num_tokens=16)
-    assert described(explorer) == {"log2_d": ("log₂ d", 1, 11, 6), "seed": ("random draw", 0, 20, 0)}
+    assert described(explorer) == {"log2_d": ("log₂ d", 1, 11, 6), "seed": ("seed", 0, 20, 0)}
     redraws(explorer, shown, {"log2_d": 3, "seed": 1})
 
 
