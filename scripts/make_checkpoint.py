@@ -10,7 +10,8 @@ the chapter), so the chapter can compare its seed-0 network with the shipped one
 back only on the CPU (instruction set, thread count) that wrote them: on another, the rounding grows over
 the 92 steps to weights about 1e-2 away (max abs; 1e-3 relative L2; measured with 1 and 2 threads and
 with AVX2 and PyTorch's default kernels) with the same validation accuracy, so chapter 7 compares them
-within a stated tolerance (book/authoring.md). Each checkpoint holds the state dict, the MobileViTConfig and the TrainConfig as plain data, and the validation accuracy;
+within a stated tolerance (book/authoring.md). Each checkpoint holds the state dict, the MobileViTConfig
+and the TrainConfig as plain data, and the validation accuracy;
 `mobilevit_edu.train.load_checkpoint` rebuilds the model, `torch.load(path, weights_only=True)` reads it.
 Chapter 8 loads them. Takes well under a minute on 2 idle cores.
 """
