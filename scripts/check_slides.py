@@ -285,12 +285,14 @@ def check_deck(browser, deck, out, shots):
     return problems, measured
 
 
-def check(decks, out, shots=10):
+def check(decks, out, shots=10, browser=None):
     if not chromium():
         print("chromium is not installed (Debian: apt-get install chromium): the offline deck check cannot run")
         return 2
     failed = False
-    browser = Browser()
+    own = browser is None
+    browser = browser or Browser()
+    started = time.monotonic()
     try:
         for deck in decks:
             problems, _ = check_deck(browser, deck, Path(out), shots)
@@ -298,7 +300,9 @@ def check(decks, out, shots=10):
                 failed = True
                 print(f"  ✗ {Path(deck).name}: {problem}")
     finally:
-        browser.close()
+        if own:
+            browser.close()
+    print(f"{'✓' if not failed else '✗'} {len(decks)} deck(s) measured in {time.monotonic() - started:.1f} s")
     return 1 if failed else 0
 
 

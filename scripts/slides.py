@@ -533,7 +533,7 @@ def visible_words(section_html):
 
 # ---------------------------------------------------------------------------------------------
 
-def build(out, chapters=None, pdf=True):
+def build(out, chapters=None, pdf=True, browser=None):
     """Build the decks into `out`; returns the paths written (lecture decks, chapter decks, PDFs, index)."""
     subprocess.run(["bash", str(ROOT / "scripts" / "slides_assets.sh")], check=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -571,7 +571,7 @@ def build(out, chapters=None, pdf=True):
         if check_slides.chromium():
             for deck in [p for p in written if p.name.startswith("lecture-")]:
                 target = deck.with_name(deck.name.replace(".slides.html", ".pdf"))
-                pages = check_slides.print_pdf(deck, target)
+                pages = check_slides.print_pdf(deck, target, browser)
                 print(f"✓ {target.name}: {pages} pages")
                 written.append(target)
         else:
@@ -589,15 +589,21 @@ def main(argv=None):
                         help="then measure every slide of every deck in headless Chromium, offline (scripts/check_slides.py)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
-    written = build(out, args.chapters, pdf=not args.no_pdf)
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    decks = [p for p in written if p.name.endswith(".slides.html")]
-    print(f"✓ {len(decks)} deck(s) in {args.out} ({size / 2**20:.1f} MiB with lib/): open {out / 'index.html'}")
-    if args.check:
-        import check_slides
+    import check_slides
 
-        return check_slides.check(decks, out / "screenshots")
-    return 0
+    # one headless Chromium prints the PDFs and measures the decks
+    browser = check_slides.Browser() if check_slides.chromium() and (args.check or not args.no_pdf) else None
+    try:
+        written = build(out, args.chapters, pdf=not args.no_pdf, browser=browser)
+        size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+        decks = [p for p in written if p.name.endswith(".slides.html")]
+        print(f"✓ {len(decks)} deck(s) in {args.out} ({size / 2**20:.1f} MiB with lib/): open {out / 'index.html'}")
+        if args.check:
+            return check_slides.check(decks, out / "screenshots", browser=browser)
+        return 0
+    finally:
+        if browser:
+            browser.close()
 
 
 if __name__ == "__main__":
