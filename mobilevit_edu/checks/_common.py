@@ -6,6 +6,10 @@ A check runs the student's function or class on several cases against the packag
   so that a blank exercise notebook runs from top to bottom; when grading (the environment variable
   MOBILEVIT_EDU_GRADING is set), a blank answer raises CheckFailed instead, so it earns no points;
 - raises `CheckFailed` (an AssertionError) whose message says, in words, which case is wrong and how.
+
+A hint names a mistake only when the evidence singles it out (the student's output equals what that one mistake
+gives); otherwise it says where the answer differs and which section to re-read. For modules, `trace_hint` finds
+the first submodule whose input differs from the reference's and describes that input.
 """
 
 import ast
@@ -114,20 +118,6 @@ def matching_hint(actual, variants, atol=1e-5, rtol=1e-4):
     matches = {sentence for tensor, sentence in variants
                if actual.shape == tensor.shape and torch.allclose(actual, tensor, atol=atol, rtol=rtol)}
     return matches.pop() if len(matches) == 1 else ""
-
-
-def expect_close_or_name_mistake(actual, expected, case, variants, atol=1e-5, rtol=1e-4):
-    """`expect_close`, and when `actual` is wrong, name the plausible mistake it equals: `variants()`
-    gives (tensor, sentence) pairs, one per typical mistake, and is only computed for a wrong answer
-    (see `matching_hint`)."""
-    right = isinstance(actual, torch.Tensor) and actual.shape == expected.shape and torch.allclose(
-        actual, expected, atol=atol, rtol=rtol)
-    if right:
-        hint = ""
-    else:
-        with torch.no_grad():
-            hint = matching_hint(actual, variants(), atol, rtol)
-    expect_close(actual, expected, case, atol=atol, rtol=rtol, hints=[(lambda a, e: True, hint)] if hint else ())
 
 
 def with_closing_hint(step, closing):
