@@ -110,3 +110,13 @@ def test_module_receptive_field_explorer_redraws_for_another_output_pixel(shown)
     explorer = viz_patches.receptive_field_explorer({"conv": conv}, torch.randn(1, 2, 9, 9))
     assert described(explorer) == {"i": ("i", 0, 8, 4), "j": ("j", 0, 8, 4)}
     redraws(explorer, shown, {"j": 7})
+
+
+def test_the_notebook_progress_bar_is_a_widget_that_counts_to_the_end():
+    """Chapter 7's progress bar: tqdm.auto is tqdm.notebook in a kernel, a bar made of ipywidgets."""
+    from tqdm.notebook import tqdm
+
+    bar = tqdm(range(5), desc="epochs")
+    assert sum(1 for _ in bar) == 5
+    progress = [w for w in bar.container.children if isinstance(w, ipywidgets.FloatProgress)]
+    assert len(progress) == 1 and progress[0].max == 5 and progress[0].value == 5
