@@ -592,8 +592,8 @@ def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device=
     if config.resolutions is None and config.batch_size > num_images:
         raise ValueError(f"batch_size ({config.batch_size}) is larger than train_set ({num_images} images): lower it")
     sampler = MultiScaleBatchSampler(num_images, config.batch_size, resolutions, base, seed=config.seed)
-    plans = [sampler.batches(epoch) for epoch in range(config.epochs)]
-    total_steps = sum(len(plan) for plan in plans)
+    steps_per_epoch = [len(sampler.batches(epoch)) for epoch in range(config.epochs)]  # plans are rebuilt per epoch
+    total_steps = sum(steps_per_epoch)
     if config.warmup_steps >= total_steps:
         raise ValueError(
             f"warmup_steps ({config.warmup_steps}) must be smaller than the run's {total_steps} optimiser steps"
@@ -626,10 +626,11 @@ def fit(model, train_set, val_set, config, *, loss_fn=None, metric=None, device=
         if rng_states is not None:
             _set_rng_state(rng_states, rank, world_size, device)
         first_step = 0  # of the epoch
-        for epoch, plan in enumerate(plans):
-            if step >= first_step + len(plan):  # done before the run was resumed
-                first_step += len(plan)
+        for epoch in range(config.epochs):
+            if step >= first_step + steps_per_epoch[epoch]:  # done before the run was resumed
+                first_step += steps_per_epoch[epoch]
                 continue
+            plan = sampler.batches(epoch)  # [(resolution, global indices)] of every step; the same on every rank
             model.train()
             start_epoch, skip = time.perf_counter(), step - first_step
             batches = _rank_batches(data, plan[skip:], epoch, config.seed, rank, world_size, num_workers, device)
