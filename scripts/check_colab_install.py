@@ -273,7 +273,8 @@ def run_notebook(path, python, env, timeout):
     spec_dir = Path(tempfile.mkdtemp(prefix="colab-kernels-"))
     (spec_dir / "colab").mkdir()
     (spec_dir / "colab" / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        # -Xfrozen_modules=off: Colab's ipykernel 6.17 (debugpy) warns about frozen modules on every start
+        "argv": [str(python), "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Colab-like", "language": "python", "env": env}))
     manager = KernelManager(kernel_name="colab", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir)]))
     nb = nbformat.read(path, as_version=4)
