@@ -2,6 +2,7 @@
 CPU: an image folder of generated PNGs, one process, two processes under torchrun (gloo), resume, atomic
 checkpoints, and one clear error for each bad input."""
 
+import contextlib
 import json
 import os
 import runpy
@@ -271,3 +272,27 @@ def test_an_unknown_model_through_the_module_entry_point(image_folder, capsys, m
     assert capsys.readouterr().err.strip().splitlines() == [
         f"python -m mobilevit_edu.train: error: --model must be one of {', '.join(cli.MODELS)}; got 'xxxl'"
     ]
+
+
+# --------------------------------------------------------------------------- the GPU paths, on the CPU
+def test_the_grad_scaler_branch_takes_the_same_step_as_the_plain_one():
+    # fp16 training goes through a GradScaler (this machine has no GPU: a CPU GradScaler runs the same
+    # branch of _backward_and_step). Scaling by a power of two and back is exact in fp32, clipping included.
+    steps = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**10)):
+        model = T.build_model(cli.MODELS["mini"], seed=0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        x, y = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0, 1])
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        T._backward_and_step(loss, optimizer, scaler, model, grad_clip=0.5)
+        steps.append(model.state_dict())
+    assert _max_diff(*steps) <= 1e-7
+
+
+def test_mixed_precision_is_for_gpus_and_the_cpu_stays_fp32():
+    autocast, scaler = T._mixed_precision(torch.device("cpu"), "auto")
+    assert scaler is None and autocast is contextlib.nullcontext  # no autocast: fp32
+    with pytest.raises(ValueError, match="for GPUs"):
+        T._mixed_precision(torch.device("cpu"), "bf16")
+    with pytest.raises(ValueError, match="sync_bn needs GPUs"):
+        T._wrap_for_ranks(torch.nn.Linear(2, 2), torch.device("cpu"), 1, sync_bn=True)
