@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "mobilevit_edu" / "assets" / "flag_context.json"
-EPOCHS, BATCH, LR, WARMUP, NUM_TRAIN, NUM_VAL, SIZE = 4, 16, 6e-3, 5, 1000, 200, 64
+EPOCHS, BATCH, LR, WARMUP, NUM_TRAIN, NUM_VAL, SIZE = 4, 8, 6e-3, 10, 1000, 200, 64
 
 
 def one_run(kind, seed):
