@@ -11,9 +11,9 @@ loader: `mobilevit_edu.folder.FolderTrainSet` read by the DataLoader exactly as 
 (resolution, index, seed): PIL decode, random-resized crop, flip, to a float tensor, collate), first in
 the main process (`workers 0`: what one core delivers) and then with `--workers` worker processes.
 step: forward, label-smoothed cross-entropy, backward, AdamW step, on `--threads` threads (the median of
-`--rounds` steps after one warm-up step). The ratio loader / step > 1 says the loader (on one core) keeps
-up with the step; on a CPU both share the same cores, so the share of CPU time the loader takes is
-step rate / (loader rate + step rate). The images are generated (smooth colour fields plus noise, so that
+`--rounds` steps after one warm-up step). The ratio loader / step > 1 says that one core of loading keeps
+up with the step; "load share" is the fraction of the time a single process (workers 0, loading and
+stepping in turn) would spend loading: step rate / (loader rate + step rate). The images are generated (smooth colour fields plus noise, so that
 JPEG and PNG sizes are realistic), in a temporary folder. Denormals are flushed.
 """
 
@@ -93,7 +93,7 @@ def main():
     print(f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads for the step, "
           f"{args.images} images, loader with 0 and {args.workers} workers")
     print(f"{'setting':<14} {'loader 0 w':>10} {f'loader {args.workers} w':>10} {'step':>8}"
-          f" {'loader/step':>11} {'loader CPU share':>16}   (images/s)")
+          f" {'loader/step':>11} {'load share':>10}   (images/s)")
     for name, (width, height, suffix, config, resolution, batch) in SETTINGS.items():
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -108,7 +108,7 @@ def main():
                 rates["many"].append(loader_rate(train_set, resolution, batch, args.workers))
                 rates["step"].append(step())
         one, many, step = (statistics.median(rates[k]) for k in ("one", "many", "step"))
-        print(f"{name:<14} {one:>10.0f} {many:>10.0f} {step:>8.0f} {one / step:>11.1f} {step / (one + step):>15.0%}")
+        print(f"{name:<14} {one:>10.0f} {many:>10.0f} {step:>8.0f} {one / step:>11.1f} {step / (one + step):>10.0%}")
 
 
 if __name__ == "__main__":
