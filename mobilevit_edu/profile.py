@@ -17,6 +17,19 @@ def count_parameters(model, trainable_only=False):
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def _counted_forward(model, x):
+    """One forward pass of `model` (in eval mode, attention on the "math" backend) under
+    FlopCounterMode; returns the counter. The model's training flag is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return counter
+
+
 @torch.no_grad()
 def count_macs(model, x):
     """Multiply-adds of one forward pass on input `x`, counted by `torch.utils.flop_counter`.
@@ -26,14 +39,7 @@ def count_macs(model, x):
     matmuls that it does see. Element-wise work (BatchNorm, activations, softmax) is not counted,
     as in the paper and in timm/HF's figures.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        model.train(was_training)
-    return counter.get_total_flops() // 2
+    return _counted_forward(model, x).get_total_flops() // 2
 
 
 # which kind of work each operator counted by FlopCounterMode is, in `count_macs_by_part`
@@ -56,13 +62,7 @@ def count_macs_by_part(model, x, parts):
     missing = [part for part in parts if part not in names]
     if missing:
         raise ValueError(f"parts must name submodules of the model; not found: {missing}")
-    was_training = model.training
-    model.eval()
-    try:
-        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        model.train(was_training)
+    counter = _counted_forward(model, x)
     root = type(model).__name__
     counts = counter.get_flop_counts()
     result = {}
