@@ -40,10 +40,8 @@ from html import unescape
 import http.server
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import urllib.request
 from pathlib import Path
@@ -51,19 +49,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _nbtools  # noqa: E402
 
-# Headless Chromium flags that work on this kind of machine (as root, no GPU, no network besides
-# localhost): without the background-networking ones it stalls on refused connections.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--virtual-time-budget=5000",
-]
+# The shared headless flags (_nbtools), and a budget of virtual time for each page's scripts to settle.
+CHROMIUM_FLAGS = _nbtools.HEADLESS_FLAGS + ["--virtual-time-budget=5000"]
 WINDOW = "1280,2000"
 # The page in Traditional Chinese whose glyphs are checked (cjk_problems), and the probe page that checks
 # them: served at PROBE_PATH beside the book (same origin, so it can read the page in its iframe).
@@ -129,13 +116,6 @@ def default_pages():
     return pages
 
 
-def find_chromium(explicit=None):
-    for candidate in [explicit, "chromium", "chromium-browser", "/usr/bin/chromium"]:
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    return None
-
-
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -170,10 +150,7 @@ def serve(directory):
 
 
 def run_chromium(chromium, args, timeout=120):
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                                capture_output=True, text=True, timeout=timeout)
-    return result
+    return _nbtools.run_chromium(chromium, args, CHROMIUM_FLAGS, timeout)
 
 
 def pixel_problem(png):
@@ -296,9 +273,9 @@ def main(argv=None):
             return 1
         print("✓ the built notebook pages pass the HTML checks (no browser: --static-only)")
         return 0
-    chromium = find_chromium(args.chromium)
+    chromium = _nbtools.find_chromium(args.chromium)
     if not chromium:
-        print("chromium is not installed: bash scripts/check_html.sh installs it (Debian, as root)", file=sys.stderr)
+        print(_nbtools.CHROMIUM_MISSING, file=sys.stderr)
         return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

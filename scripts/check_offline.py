@@ -31,43 +31,18 @@ Exit status 1 when a page fetches from elsewhere or does not render; 2 when Chro
 """
 
 import argparse
-import base64
-import fcntl
 import json
-import os
 import re
-import select
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _nbtools  # noqa: E402
-from check_html import find_chromium, serve  # noqa: E402
+from _nbtools import OFFLINE_FLAGS, DevToolsPipe, find_chromium  # noqa: E402,F401 (also importable from here)
+from check_html import serve  # noqa: E402
 
-OFFLINE_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-domain-reliability",
-    "--disable-client-side-phishing-detection",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--hide-scrollbars",
-    "--mute-audio",
-    # the network is unreachable: no host name resolves but localhost's, and any connection to
-    # another machine (an IP address, say) goes to a proxy that nobody answers (port 9, discard)
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-    "--proxy-server=127.0.0.1:9",
-    "--remote-debugging-pipe",
-]
 VIEWPORT = (1280, 1000)
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 LOCAL_SCHEMES = {"data", "blob", "about", "file", "chrome", "chrome-extension", "devtools"}
@@ -136,88 +111,6 @@ REPORT_JS = r"""
 """
 
 
-class DevToolsPipe:
-    """A headless Chromium driven over --remote-debugging-pipe: JSON messages ending in NUL bytes,
-    commands written to its fd 3, answers and events read from its fd 4."""
-
-    def __init__(self, chromium, flags):
-        self.profile = tempfile.mkdtemp(prefix="chromium-offline-")
-        to_chrome_r, to_chrome_w = os.pipe()
-        from_chrome_r, from_chrome_w = os.pipe()
-        # the child's ends, moved above 9 so that the shell's 3<&N 4>&M cannot clobber one another
-        child_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
-        child_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-        for fd in (to_chrome_r, from_chrome_w):
-            os.close(fd)
-        os.set_inheritable(child_r, True)
-        os.set_inheritable(child_w, True)
-        shell = f'exec "$@" 3<&{child_r} 4>&{child_w} {child_r}<&- {child_w}>&-'
-        self.process = subprocess.Popen(
-            ["bash", "-c", shell, "bash", chromium, *flags, f"--user-data-dir={self.profile}", "about:blank"],
-            pass_fds=(child_r, child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        os.close(child_r)
-        os.close(child_w)
-        self.write_fd, self.read_fd = to_chrome_w, from_chrome_r
-        self.buffer = b""
-        self.next_id = 0
-        self.events = []
-
-    def _read_message(self, deadline):
-        while b"\0" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("Chromium did not answer in time")
-            ready, _, _ = select.select([self.read_fd], [], [], left)
-            if ready:
-                chunk = os.read(self.read_fd, 1 << 20)
-                if not chunk:
-                    raise RuntimeError(f"Chromium closed the DevTools pipe (exit {self.process.poll()})")
-                self.buffer += chunk
-        message, self.buffer = self.buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def send(self, method, params=None, session=None, timeout=30):
-        self.next_id += 1
-        message = {"id": self.next_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self.write_fd, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            answer = self._read_message(deadline)
-            if answer.get("id") == self.next_id:
-                if "error" in answer:
-                    raise RuntimeError(f"{method}: {answer['error']}")
-                return answer.get("result", {})
-            self.events.append(answer)
-
-    def wait_event(self, method, session, timeout=30):
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in self.events:
-                if event.get("method") == method and event.get("sessionId") == session:
-                    return event
-            self.events.append(self._read_message(deadline))
-
-    def close(self):
-        try:
-            self.send("Browser.close", timeout=5)
-        except Exception:
-            pass
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for fd in (self.write_fd, self.read_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-
 def is_local(url):
     parts = urlsplit(url)
     return parts.scheme in LOCAL_SCHEMES or (parts.hostname or "") in LOCAL_HOSTS
@@ -272,17 +165,14 @@ def page_problems(report):
 def screenshot(browser, session, path, clip_js=None):
     """Save the viewport (or the region that clip_js returns as {x, y, width, height}) as PNG; False
     when there is no such region."""
-    params = {"format": "png", "optimizeForSpeed": True}
+    clip = None
     if clip_js:  # scrolls the region into view: capturing beyond the viewport re-lays out the whole page
-        value = browser.send("Runtime.evaluate", {"expression": clip_js, "returnByValue": True},
-                             session)["result"].get("value")
-        if not value:
+        clip = browser.evaluate(session, clip_js)
+        if not clip:
             return False
-        params["clip"] = dict(value, scale=1)
     else:
-        browser.send("Runtime.evaluate", {"expression": "window.scrollTo(0, 0)"}, session)
-    data = browser.send("Page.captureScreenshot", params, session, timeout=60)["data"]
-    Path(path).write_bytes(base64.b64decode(data))
+        browser.evaluate(session, "window.scrollTo(0, 0)")
+    browser.screenshot(session, path, clip, optimize_for_speed=True)
     return True
 
 
@@ -357,7 +247,7 @@ def main(argv=None):
         return 1
     chromium = find_chromium(args.chromium)
     if not chromium:
-        print("chromium is not installed: bash scripts/check_html.sh installs it (Debian, as root)", file=sys.stderr)
+        print(_nbtools.CHROMIUM_MISSING, file=sys.stderr)
         return 2
     out_dir = Path(args.out) if args.out else Path(args.build) / "screenshots" / "offline"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -371,12 +261,7 @@ def main(argv=None):
     browser = DevToolsPipe(chromium, OFFLINE_FLAGS)
     problems = []
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for method in ("Page.enable", "Network.enable", "Runtime.enable"):
-            browser.send(method, session=session)
-        browser.send("Emulation.setDeviceMetricsOverride", {"width": VIEWPORT[0], "height": VIEWPORT[1],
-                                                            "deviceScaleFactor": 1, "mobile": False}, session)
+        _, session = browser.open_tab(VIEWPORT, ("Page", "Network", "Runtime"))
         print(f"serving {html} at {base}; the network is unreachable for the browser "
               f"({browser.send('Browser.getVersion')['product']})")
         urls = [(base + page, page) for page in pages]

@@ -30,14 +30,14 @@ import argparse
 import base64
 import json
 import re
-import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_offline import OFFLINE_FLAGS, DevToolsPipe, network_problems  # noqa: E402
+from _nbtools import OFFLINE_FLAGS, DevToolsPipe, find_chromium  # noqa: E402
+from check_offline import network_problems  # noqa: E402
 
 VIEWPORTS = [(1280, 720), (1024, 768)]
 MIN_TEXT_PX = 24  # at 1280×720: readable from the back of a lecture hall
@@ -135,31 +135,19 @@ MEASURE_JS = r"""
 """
 
 
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 class Browser:
     """One offline headless Chromium tab (DevTools over a pipe), reused for every deck."""
 
     def __init__(self):
-        self.pipe = DevToolsPipe(chromium(), OFFLINE_FLAGS)
-        target = self.pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for method in ("Page.enable", "Network.enable", "Runtime.enable"):
-            self.pipe.send(method, session=self.session)
+        self.pipe = DevToolsPipe(find_chromium(), OFFLINE_FLAGS)
+        _, self.session = self.pipe.open_tab(VIEWPORTS[0], ("Page", "Network", "Runtime"))
 
     def viewport(self, width, height):
         self.pipe.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
                                                               "deviceScaleFactor": 1, "mobile": False}, self.session)
 
     def evaluate(self, expression, timeout=60):
-        result = self.pipe.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
-                                                     "returnByValue": True}, self.session, timeout=timeout)
-        if "exceptionDetails" in result:
-            details = result["exceptionDetails"]
-            raise RuntimeError(f"the page raised {details.get('exception', {}).get('description') or details.get('text')}")
-        return result["result"].get("value")
+        return self.pipe.evaluate(self.session, expression, timeout, await_promise=True)
 
     def open(self, url):
         """Navigate, wait for reveal.js and MathJax; returns READY_JS's report."""
@@ -169,8 +157,7 @@ class Browser:
         return json.loads(self.evaluate(READY_JS % {"timeout": READY_TIMEOUT_S * 1000}, timeout=READY_TIMEOUT_S + 10))
 
     def screenshot(self, path):
-        data = self.pipe.send("Page.captureScreenshot", {"format": "png"}, self.session, timeout=60)["data"]
-        Path(path).write_bytes(base64.b64decode(data))
+        self.pipe.screenshot(self.session, path)
 
     def close(self):
         self.pipe.close()
@@ -286,7 +273,7 @@ def check_deck(browser, deck, out, shots):
 
 
 def check(decks, out, shots=10, browser=None):
-    if not chromium():
+    if not find_chromium():
         print("chromium is not installed (Debian: apt-get install chromium): the offline deck check cannot run")
         return 2
     failed = False

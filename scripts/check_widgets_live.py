@@ -43,8 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _nbtools  # noqa: E402
-from check_html import find_chromium  # noqa: E402
-from check_offline import OFFLINE_FLAGS, DevToolsPipe  # noqa: E402
+from _nbtools import OFFLINE_FLAGS, DevToolsPipe  # noqa: E402
 
 # notebook -> (a string of the explorer's cell, the sliders' descriptions in order)
 NOTEBOOKS = {
@@ -145,27 +144,14 @@ def wait_for_lab(port, token, process, timeout=60):
     raise TimeoutError("JupyterLab did not answer within 60 s")
 
 
-def evaluate(browser, session, expression, timeout=30, await_promise=False):
-    answer = browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                               "awaitPromise": await_promise}, session, timeout=timeout)
-    if "exceptionDetails" in answer:
-        raise RuntimeError(f"in the page: {answer['exceptionDetails'].get('exception', {}).get('description') or answer['exceptionDetails']}")
-    return answer["result"].get("value")
-
-
 def wait_until(browser, session, expression, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = evaluate(browser, session, expression)
+        value = browser.evaluate(session, expression)
         if value:
             return value
         time.sleep(0.25)
     raise TimeoutError(f"{what}: not within {timeout} s")
-
-
-def screenshot(browser, session, clip, path):
-    data = browser.send("Page.captureScreenshot", {"format": "png", "clip": dict(clip, scale=1)}, session, timeout=60)["data"]
-    Path(path).write_bytes(base64.b64decode(data))
 
 
 def drag(browser, session, start, end):
@@ -190,7 +176,7 @@ def check_notebook(browser, session, base, token, rel, out_dir, every=False):
                " jupyterapp.shell.currentWidget.content && jupyterapp.shell.currentWidget.content.widgets &&"
                " jupyterapp.shell.currentWidget.content.widgets.length)", 60, f"{rel} did not open in JupyterLab")
     opened = time.monotonic() - start
-    run = evaluate(browser, session, f"{RUN_TO_JS}({json.dumps(marker)}, {json.dumps(every)})", timeout=300,
+    run = browser.evaluate(session, f"{RUN_TO_JS}({json.dumps(marker)}, {json.dumps(every)})", timeout=300,
                    await_promise=True)
     if run["error"]:
         return [f"{rel}: {run['error']}"], f"{rel}: {run['error']}"
@@ -204,8 +190,8 @@ def check_notebook(browser, session, base, token, rel, out_dir, every=False):
     if state["errors"]:
         problems.append(f"{rel}: the explorer printed errors: {state['errors']}")
     before_png = out_dir / f"{name}-explorer-before.png"
-    screenshot(browser, session, state["clip"], before_png)
-    state = evaluate(browser, session, EXPLORER_JS)  # positions after scrolling the explorer into view
+    browser.screenshot(session, before_png, state["clip"])
+    state = browser.evaluate(session, EXPLORER_JS)  # positions after scrolling the explorer into view
     handle, track = state["handles"][0], state["tracks"][0]
     if not handle or not track:
         return problems + [f"{rel}: no handle to drag on the first slider"], f"{rel}: no slider handle"
@@ -218,12 +204,12 @@ def check_notebook(browser, session, base, token, rel, out_dir, every=False):
                            f" s.image !== {json.dumps(before['image'])} ? s : null; }})()", 30,
                            f"{rel}: moving the slider '{labels[0]}' did not redraw the figure")
     except TimeoutError as error:
-        screenshot(browser, session, before["clip"], out_dir / f"{name}-explorer-after.png")
+        browser.screenshot(session, out_dir / f"{name}-explorer-after.png", before["clip"])
         return problems + [str(error)], f"{rel}: no redraw"
     redraw = time.monotonic() - moved
     time.sleep(0.3)  # let the new image settle before the screenshot
-    after = evaluate(browser, session, EXPLORER_JS)
-    screenshot(browser, session, after["clip"], out_dir / f"{name}-explorer-after.png")
+    after = browser.evaluate(session, EXPLORER_JS)
+    browser.screenshot(session, out_dir / f"{name}-explorer-after.png", after["clip"])
     if after["readouts"][0] == before["readouts"][0]:
         problems.append(f"{rel}: the slider's readout did not change ({before['readouts'][0]})")
     if after["errors"]:
@@ -247,9 +233,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     start = time.monotonic()
-    chromium = find_chromium(args.chromium)
+    chromium = _nbtools.find_chromium(args.chromium)
     if not chromium:
-        print("chromium is not installed: bash scripts/check_html.sh installs it (Debian, as root)", file=sys.stderr)
+        print(_nbtools.CHROMIUM_MISSING, file=sys.stderr)
         return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,12 +256,7 @@ def main(argv=None):
         browser = DevToolsPipe(chromium, OFFLINE_FLAGS)
         for rel in notebooks:
             # a tab per notebook: leaving a JupyterLab page asks "leave the page?", which would block
-            target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-            for method in ("Page.enable", "Runtime.enable"):
-                browser.send(method, session=session)
-            browser.send("Emulation.setDeviceMetricsOverride", {"width": VIEWPORT[0], "height": VIEWPORT[1],
-                                                                "deviceScaleFactor": 1, "mobile": False}, session)
+            target, session = browser.open_tab(VIEWPORT)
             try:
                 found, summary = check_notebook(browser, session, f"http://127.0.0.1:{port}", token, rel, out_dir,
                                                 args.every_cell)
