@@ -11,6 +11,8 @@ Every piece of code the chapters teach lives here once:
 - profile.py   count_parameters, count_macs, measure_latency
 - data.py      chapters 7, 11  generated data sets (a task that needs global context; segmentation)
 - train.py     chapter 7  fit(): AdamW, warm-up + cosine, label smoothing, EMA, multi-scale sampler
+- folder.py    chapter 7  an image folder for fit(): decoding in DataLoader workers, random-resized crop + flip
+- cli.py       chapter 7  the training command, python -m mobilevit_edu.train (needs the `train` extra)
 - pretrained.py chapter 8  the official ImageNet weights (online) or a local file, and preprocessing
 - explain.py   chapter 8  stage outputs, attention maps, effective receptive field
 - deploy.py    chapter 9  fuse (BatchNorm folded), export_onnx, ONNX Runtime, latency by operation

@@ -10,6 +10,7 @@ the process group: NCCL between GPUs, gloo between CPU processes.
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from .folder import image_folder_splits
 from .models import CONFIGS, MINI, MINI_CNN
 from .models_v2 import CONFIGS_V2
 
-__all__ = ["main", "MODELS", "PRESETS", "scaled_resolutions", "build_parser"]
+__all__ = ["main", "MODELS", "PRESETS", "scaled_resolutions", "build_parser", "missing_train_extra"]
 
 # --model: short names for the paper's networks, their full names, the chapter-7 minis and the v2 widths
 MODELS = {"mini": MINI, "cnn_mini": MINI_CNN, "xxs": CONFIGS["mobilevit_xxs"], "xs": CONFIGS["mobilevit_xs"],
@@ -39,6 +40,22 @@ PRESETS = {
                        "ema_momentum": 0.0005, "resolutions": [160, 192, 256, 288, 320], "drop_rate": 0.1},
 }
 PAPER_SCALES = (160, 192, 256, 288, 320)  # the paper's resolutions for its base 256
+
+# What the command imports beyond the package's own dependencies, as pyproject.toml's `train` extra installs
+# them: the image folder (torchvision's ImageFolder and transforms, folder.py), PIL to decode the files, and
+# tqdm for the progress bar (train.fit).
+TRAIN_EXTRA = {"torchvision": "torchvision", "PIL": "Pillow", "tqdm": "tqdm"}  # module: its package
+
+
+def missing_train_extra():
+    """The packages of the `train` extra that cannot be imported here; [] when the command has all it needs."""
+    missing = []
+    for module, package in TRAIN_EXTRA.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    return missing
 
 
 def scaled_resolutions(image_size):
@@ -165,6 +182,10 @@ def _one_line(error):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    missing = missing_train_extra()
+    if missing:
+        parser.exit(2, f"{parser.prog}: error: the training command needs {' and '.join(missing)}, which the"
+                       f' extra installs: pip install "mobilevit_edu[train]"\n')
     try:
         run(args)
     except (ValueError, TypeError, FileNotFoundError) as error:

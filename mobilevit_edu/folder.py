@@ -36,7 +36,7 @@ def _torchvision():
         import torchvision  # noqa: F401
         from torchvision.transforms import v2
     except ImportError as error:  # pragma: no cover - torchvision comes with timm and with Colab's torch
-        raise ImportError("the image-folder data needs torchvision: pip install torchvision") from error
+        raise ImportError('the image-folder data needs torchvision: pip install "mobilevit_edu[train]"') from error
     return v2
 
 

@@ -256,6 +256,26 @@ def test_a_checkpoint_of_another_model_is_one_clear_error(image_folder, tmp_path
     assert "checkpoint of 'mobilevit_mini'" in message and "'cnn_mini'" in message
 
 
+def test_without_the_train_extra_the_command_names_it_in_one_sentence(image_folder, capsys, monkeypatch):
+    assert cli.missing_train_extra() == []  # this environment has the extra
+    # a Python without torchvision and Pillow: None in sys.modules makes their import fail
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    assert cli.missing_train_extra() == ["torchvision", "Pillow"]
+    assert _fails(["--data", str(image_folder), *TINY], capsys) == (
+        "python -m mobilevit_edu.train: error: the training command needs torchvision and Pillow, which the"
+        ' extra installs: pip install "mobilevit_edu[train]"')
+
+
+def test_the_train_extra_of_pyproject_installs_what_the_command_checks_for():
+    import re
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    extra = pyproject["project"]["optional-dependencies"]["train"]
+    assert sorted(re.match(r"[A-Za-z0-9_.-]+", r).group() for r in extra) == sorted(cli.TRAIN_EXTRA.values())
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_a_gpu_asked_for_where_there_is_none_is_one_clear_error(image_folder, capsys):
     assert "no CUDA GPU" in _fails(["--data", str(image_folder), *TINY, "--device", "cuda"], capsys)
