@@ -19,3 +19,4 @@ from .attention_maps import check_attention_map, check_attention_weights, show_a
 from .tasks_4_6 import check_block_reach, check_global_rep_by_fold, check_parameters_from_config
 from .experiments_7_9 import check_attention_counts, check_batch_size_rules, check_epochs_to_reach, check_r_half
 from .experiments_10_11 import check_context_error, check_flag_reading
+from .detection import check_box_iou, check_nms
