@@ -18,13 +18,29 @@ hold the cores each forward pass can take tens of times longer (seen here: secon
 milliseconds), while ONNX Runtime, told not to spin, is unaffected. The header line says which
 policy a table was measured with.
 
+    python benchmarks/latency.py --exports [--rounds 30]     (about 2 minutes)
+
+The export table (chapter 9, issue 23): ONNX Runtime (`--threads` threads, no spinning) on
+mobilevit_edu's export against the best of two exports of timm's model with the same weights
+(`torch.onnx.export` dynamo and legacy, opset 17, batch fixed to 1), for XXS, XS and S, all files of
+one network timed in alternating rounds. Printed twice: the median of the runs and their minimum (on a
+loaded machine the minimum is the steadier estimate of what each file costs; the median says what a
+reader sees). Rows: ours with a fixed batch (`export_onnx(...,
+batch_size=1)`, what the browser page ships), ours with a free batch (the default), and for XXS
+ours quantized to int8 by ONNX Runtime's static quantization (QDQ, per-channel weights, calibrated
+on 16 random images; random weights, so its accuracy is not measured here: see chapter 9). Ratios
+< 1: faster than timm's best export.
+
 To add a network, append a Network to NETWORKS (a name and a function returning mobilevit_edu's
 model and timm's with the same weights); to add a way of running it, append to VARIANTS.
 """
 
 import argparse
+import json
 import os
 import platform
+import statistics
+import time
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +150,114 @@ VARIANTS = [
 ]
 
 
+def quantize_int8(fp32_path, int8_path, image_size=256, calibration_images=16, seed=0):
+    """ONNX Runtime's static int8 quantization of the file at `fp32_path` (QDQ format, per-channel
+    weights), calibrated on random images (shape (1, 3, H, W)); returns `int8_path`."""
+    import numpy as np
+    from onnxruntime import quantization as q
+
+    rng = np.random.default_rng(seed)
+
+    class RandomImages(q.CalibrationDataReader):
+        def __init__(self):
+            self.left = calibration_images
+
+        def get_next(self):
+            if self.left == 0:
+                return None
+            self.left -= 1
+            return {"image": rng.random((1, 3, image_size, image_size), dtype=np.float32)}
+
+    q.quantize_static(str(fp32_path), str(int8_path), RandomImages(), quant_format=q.QuantFormat.QDQ,
+                      per_channel=True, weight_type=q.QuantType.QInt8, activation_type=q.QuantType.QUInt8)
+    return int8_path
+
+
+def optimized_node_counts(path, optimized_path):
+    """Operator counts of the graph ONNX Runtime runs after its fusions (extended level: the same on
+    every CPU), a measure that does not depend on the machine's load."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(optimized_path)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return collections.Counter(node.op_type for node in onnx.load(str(optimized_path)).graph.node)
+
+
+def interleaved_times(runs, rounds, warmup):
+    """All the times (s) of each callable in `runs`, in alternating rounds as deploy.measure_latencies."""
+    names = list(runs)
+    for _ in range(warmup):
+        for name in names:
+            runs[name]()
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",)):
+    """Print ONNX Runtime's median latency of mobilevit_edu's exports and timm's, and their ratios;
+    return the rows as dicts (for --save)."""
+    rows = []
+    x = torch.rand(1, 3, 256, 256)
+    feed = {"image": x.numpy()}
+    print(f"{'model':<15}{'export':<34}{'of runs':>8}{'ms':>8}{'MB':>7}{'/ timm best':>12}"
+          f"{'nodes':>7}{'Trans':>6}{'Gemm':>6}{'MatMul':>7}   (nodes: the graph ONNX Runtime runs)")
+    for network in (n for n in NETWORKS if n.name in names):
+        ours, reference = network.make()
+        with tempfile.TemporaryDirectory() as workdir, torch.inference_mode():
+            w = Path(workdir)
+            files = {
+                "ours, batch fixed to 1": deploy.export_onnx(ours, w / "ours1.onnx", batch_size=1),
+                "ours, free batch (default)": deploy.export_onnx(ours, w / "ours.onnx"),
+            }
+            for label, dynamo in (("timm, dynamo exporter", True), ("timm, legacy exporter", False)):
+                path = w / f"timm_{dynamo}.onnx"
+                torch.onnx.export(reference, (x,), str(path), dynamo=dynamo, external_data=False, opset_version=17,
+                                  input_names=["image"], output_names=["logits"])
+                files[label] = path
+            if network.name in int8_for:
+                files["ours, int8 (static, QDQ)"] = quantize_int8(files["ours, batch fixed to 1"], w / "int8.onnx")
+            sessions = {label: deploy.onnx_session(path, num_threads=threads) for label, path in files.items()}
+            sizes = {label: path.stat().st_size / 1e6 for label, path in files.items()}
+            nodes = {label: optimized_node_counts(path, w / f"optimized_{path.name}") for label, path in files.items()}
+        with torch.inference_mode():
+            expected = reference(x).numpy()
+        for label, session in sessions.items():
+            difference = abs(session.run(None, feed)[0] - expected).max()
+            if "int8" not in label:  # the float files compute the same thing, or the comparison is void
+                assert difference <= 1e-4, f"{network.name} {label} differs from timm by {difference:.2g}"
+        times = interleaved_times({label: (lambda s=session: s.run(None, feed)) for label, session in sessions.items()},
+                                  rounds, warmup)
+        for statistic in (statistics.median, min):
+            value = {label: statistic(t) for label, t in times.items()}
+            best = min(value["timm, dynamo exporter"], value["timm, legacy exporter"])
+            for label in sessions:
+                print(f"{network.name:<15}{label:<34}{statistic.__name__:>8}{value[label] * 1e3:>8.2f}"
+                      f"{sizes[label]:>7.2f}{value[label] / best:>12.2f}{sum(nodes[label].values()):>7}"
+                      f"{nodes[label]['Transpose']:>6}{nodes[label]['Gemm']:>6}{nodes[label]['MatMul']:>7}")
+                rows.append({"model": network.name, "export": label, "statistic": statistic.__name__,
+                             "ms": value[label] * 1e3, "MB": sizes[label], "ratio": value[label] / best,
+                             "nodes": sum(nodes[label].values()), "Transpose": nodes[label]["Transpose"],
+                             "Gemm": nodes[label]["Gemm"], "MatMul": nodes[label]["MatMul"]})
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--save", type=Path, help="with --exports: also write the table as JSON to this file"
+                        " (chapter 9 reads mobilevit_edu/assets/onnx_exports.json)")
+    parser.add_argument("--exports", action="store_true",
+                        help="the ONNX export table: ours against timm's exports under ONNX Runtime (XXS, XS, S)")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -146,9 +268,18 @@ def main():
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     x = torch.rand(1, 3, 256, 256)
-    print(f"torch {torch.__version__}, timm {timm.__version__}, onnxruntime {onnxruntime_version()},"
-          f" {platform.processor() or platform.machine()}, {args.threads} threads,"
-          f" OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, batch 1, 3x256x256, {args.rounds} rounds")
+    header = (f"torch {torch.__version__}, timm {timm.__version__}, onnxruntime {onnxruntime_version()},"
+              f" {platform.processor() or platform.machine()}, {args.threads} threads,"
+              f" OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, batch 1, 3x256x256, {args.rounds} rounds,"
+              f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(header)
+    if args.exports:
+        rows = export_table([m for m in args.models if m in ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")],
+                            args.rounds, args.warmup, args.threads)
+        if args.save:
+            args.save.write_text(json.dumps({"measured": header, "load_average_after": round(os.getloadavg()[0], 1),
+                                             "rows": rows}, indent=1) + "\n")
+        return
     print(f"{'model':<17}{'variant':<24}{'ms':>8}{'timm eager ms':>15}{'ratio':>7}")
     variants = [(label, make) for label, make in VARIANTS if label in args.variants]
     for network in (n for n in NETWORKS if n.name in args.models):

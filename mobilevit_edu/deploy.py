@@ -3,9 +3,10 @@
 - `fold_batchnorm(conv, bn)`: one convolution that computes conv followed by BatchNorm (eval mode).
 - `fuse(model)`: an inference-only copy of a network with every BatchNorm folded into the
   convolution before it; `.train()` on it raises.
-- `export_onnx(model, path)`: one self-contained ONNX file with a dynamic batch size, through
-  `torch.onnx.export(dynamo=True)`; `onnx_session(path)` runs it with ONNX Runtime;
-  `onnx_operator_counts(path)` says what the graph is made of.
+- `export_onnx(model, path)`: one self-contained ONNX file with a dynamic batch size (or a fixed
+  one, `batch_size=1`: faster under ONNX Runtime), through `torch.onnx.export(dynamo=True)`;
+  `onnx_session(path)` runs it with ONNX Runtime; `onnx_operator_counts(path)` says what the graph
+  is made of.
 - `measure_latencies(runs)`: the median time of several ways of running, measured in alternating rounds;
   `time_by_operation(module, x)`: where the time of a forward pass goes, by kind of operation.
 
@@ -149,25 +150,53 @@ def fuse(model):
 
 
 # ------------------------------------------------------------------------------------------- ONNX
-def export_onnx(model, path, image_size=256, opset_version=None):
+def export_onnx(model, path, image_size=256, opset_version=None, batch_size=None, dynamo=True):
     """Export `model` (eval mode) to one self-contained ONNX file at `path` and return the path.
 
     Uses `torch.onnx.export(..., dynamo=True, external_data=False)`: the graph comes from
-    `torch.export`, the weights are stored inside the file, and the batch dimension is dynamic
-    (the input is named "image", the output "logits"); height and width are fixed to `image_size`
-    (an int or (H, W)). Needs the packages onnx and onnxscript.
+    `torch.export`, the weights are stored inside the file (the input is named "image", the output
+    "logits"); height and width are fixed to `image_size` (an int or (H, W)). Needs the packages
+    onnx and onnxscript.
+
+    batch_size=None (the default): the batch dimension is free, one file for any batch.
+    batch_size=k: the batch is fixed to k, so every shape in the graph is known. ONNX Runtime then
+    fuses more: each linear layer's MatMul and bias Add become one Gemm, and the reshapes and
+    transposes around attention are planned once instead of computed from the input's shape at
+    every call. For batch 1 on a CPU that is the faster file (benchmarks/latency.py --exports).
+
+    dynamo=False: the older TorchScript exporter (`torch.onnx.export(..., dynamo=False)`), which
+    traces the model instead of `torch.export`ing it: the same numbers (tests/test_export.py), about
+    ten times less CPU time to export (0.5 s against 5-9 s for chapter 7's small network). The book
+    build uses it (scripts/browser_demo_assets.py).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if model.training:
         raise ValueError("model is in training mode: call model.eval() before exporting it")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be None (a free batch) or an int >= 1, got {batch_size!r}")
     H, W = pair(image_size, "image_size")
     in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
-    example = torch.rand(2, in_chans, H, W)  # batch 2: a batch of 1 would be specialised as a constant
-    batch = torch.export.Dim("batch", min=1, max=1024)
+    if batch_size is None:
+        example = torch.rand(2, in_chans, H, W)  # batch 2: a batch of 1 would be specialised as a constant
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+    else:
+        example = torch.rand(batch_size, in_chans, H, W)
+        dynamic_shapes = None
+    if not dynamo:
+        import warnings
+
+        with warnings.catch_warnings():  # the tracer warns about every shape check it turns into a constant
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (example,), str(path), dynamo=False, input_names=["image"], output_names=["logits"],
+                dynamic_axes=None if batch_size else {"image": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset_version or 17,
+            )
+        return path
     torch.onnx.export(
         model, (example,), str(path), dynamo=True, external_data=False, input_names=["image"],
-        output_names=["logits"], dynamic_shapes=({0: batch},), opset_version=opset_version, verbose=False,
+        output_names=["logits"], dynamic_shapes=dynamic_shapes, opset_version=opset_version, verbose=False,
     )
     return path
 
