@@ -9,6 +9,10 @@
 #   _config.yml serves vendor/book/static/ as the book's _static/ (html_static_path) and loads
 #   _static/mathjax/tex-chtml.js (mathjax_path). Not a folder named `_static` in the book: Jupyter
 #   Book 1.x would inject every .js under it into every page.
+# - ONNX Runtime Web (npm `onnxruntime-web`, pinned in the same lock file): its WebAssembly build
+#   (ort.wasm.min.mjs, ort-wasm-simd-threaded.{mjs,wasm}, its package.json: version, MIT licence) into vendor/book/static/ort/, and
+#   scripts/browser_demo_assets.py's export of chapter 7's networks into vendor/book/static/browser_demo/,
+#   for the page book/run_in_browser.md.
 # - does nothing, in a few milliseconds, when that is done: the copy leaves a stamp
 #   vendor/book/static/.installed-<hash> (scripts/_npm_vendor.sh, shared with slides_assets.sh).
 # Needs Node's npm (Debian: apt-get install npm; GitHub's runners have it). Everything it writes is
@@ -17,6 +21,7 @@ set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # print the comment above
     sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0
 fi
+root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/_npm_vendor.sh
 source "$(dirname "$0")/_npm_vendor.sh"
 
@@ -29,4 +34,13 @@ copy_mathjax() {
     cp -R "$src/output/chtml" static/mathjax/output/        # the CHTML fonts (woff2)
     cp -R "$src/ui" "$src/a11y" "$src/sre" static/mathjax/  # the menu, accessibility, speech rules
 }
-npm_vendor book static "MathJax 3 for the book" copy_mathjax
+copy_onnxruntime_web() {  # ONNX Runtime Web's WebAssembly build for book/run_in_browser.md (about 15 MB)
+    local src=node_modules/onnxruntime-web/dist
+    mkdir -p static/ort
+    cp node_modules/onnxruntime-web/package.json static/ort/package.json  # its version and licence (MIT; the package has no LICENSE file)
+    cp "$src/ort.wasm.min.mjs" "$src/ort-wasm-simd-threaded.mjs" "$src/ort-wasm-simd-threaded.wasm" static/ort/
+}
+copy_book() { copy_mathjax; copy_onnxruntime_web; }
+npm_vendor book static "MathJax 3 and ONNX Runtime Web for the book" copy_book
+# chapter 7's networks exported to ONNX for the browser page, with its self-test data (once per change)
+cd "$root" && "${PYTHON:-python}" scripts/browser_demo_assets.py

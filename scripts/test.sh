@@ -22,6 +22,9 @@
 #   5. offline pages         opens the built pages in Chromium with the network unreachable: math
 #                            typeset, images and animations shown, no request leaves the machine
 #                            (scripts/check_offline.py; skipped with a message without chromium)
+#   5a. browser demo         opens book/run_in_browser.html offline: ONNX Runtime Web runs chapter 7's
+#                            networks, the self-test's JSON must say ok (within 1e-3 of PyTorch), a
+#                            latency, no request out (scripts/check_browser_demo.py; needs chromium)
 #   5b. live widgets         JupyterLab headless (the course's .venv) runs chapters 1 and 3 to their
 #                            explorer in Chromium: the sliders render, dragging one redraws the figure;
 #                            screenshots in _build/screenshots/widgets (scripts/check_widgets_live.py;
@@ -119,11 +122,13 @@ fi
 if command -v chromium >/dev/null 2>&1; then
     step "rendered pages" python scripts/check_html.py --build "$book_tmp/_build"
     step "offline pages" python scripts/check_offline.py --build "$book_tmp/_build"
+    step "browser demo" python scripts/check_browser_demo.py --build "$book_tmp/_build"
     step "live widgets (JupyterLab)" python scripts/check_widgets_live.py
 else
     echo "no chromium (it needs root and apt-get: bash scripts/check_html.sh): screenshots SKIPPED"
     step "rendered pages (HTML only)" python scripts/check_html.py --build "$book_tmp/_build" --static-only
     echo "no chromium: the offline check (scripts/check_offline.py) SKIPPED"
+    echo "no chromium: the browser demo (scripts/check_browser_demo.py) SKIPPED"
     echo "no chromium: the live widgets in JupyterLab (scripts/check_widgets_live.py) SKIPPED"
 fi
 
