@@ -135,11 +135,16 @@ MEASURE_JS = r"""
 """
 
 
+def chromium():
+    """The Chromium executable on PATH, or None (slides.py asks before printing the PDFs)."""
+    return find_chromium()
+
+
 class Browser:
     """One offline headless Chromium tab (DevTools over a pipe), reused for every deck."""
 
     def __init__(self):
-        self.pipe = DevToolsPipe(find_chromium(), OFFLINE_FLAGS)
+        self.pipe = DevToolsPipe(chromium(), OFFLINE_FLAGS)
         _, self.session = self.pipe.open_tab(VIEWPORTS[0], ("Page", "Network", "Runtime"))
 
     def viewport(self, width, height):
@@ -273,7 +278,7 @@ def check_deck(browser, deck, out, shots):
 
 
 def check(decks, out, shots=10, browser=None):
-    if not find_chromium():
+    if not chromium():
         print("chromium is not installed (Debian: apt-get install chromium): the offline deck check cannot run")
         return 2
     failed = False
