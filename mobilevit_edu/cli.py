@@ -72,7 +72,7 @@ def build_parser():
         " it runs N processes with DistributedDataParallel (NCCL on GPUs, gloo on CPUs); --batch-size is then the"
         " global batch, split across the processes.",
         epilog="Examples:\n"
-        "  python -m mobilevit_edu.train --data cifar10_folder --model xxs --image-size 32 --batch-size 256 --epochs 30\n"
+        "  python -m mobilevit_edu.train --data cifar10 --model xxs --image-size 64 --batch-size 256 --epochs 30\n"
         "  torchrun --nproc_per_node 8 -m mobilevit_edu.train --data /imagenet --model s --preset paper-imagenet"
         " --out runs/s\n"
         "  python -m mobilevit_edu.train --data DIR --model xxs --resume runs/xxs/last.pt   (the same options)\n"
