@@ -5,7 +5,8 @@ Also what a static page may show: the rules for widgets and animations in HTML, 
 apply to notebook outputs and check_html.py to the built book.
 
 And the one way the browser checks start headless Chromium (find_chromium, run_chromium for a one-shot
-page, DevToolsPipe for a browser driven over the DevTools protocol, with open_tab and evaluate).
+page, DevToolsPipe for a browser driven over the DevTools protocol, with open_tab, evaluate, wait_until
+and screenshot).
 
 Not a command; imported by execute_notebooks.py, stamp_colab.py, make_exercises.py, the check_*.py
 scripts and the tests.
@@ -278,6 +279,17 @@ class DevToolsPipe:
             details = answer["exceptionDetails"]
             raise RuntimeError(f"the page raised {details.get('exception', {}).get('description') or details.get('text') or details}")
         return answer["result"].get("value")
+
+    def wait_until(self, session, expression, timeout, what, interval=0.25):
+        """Evaluate `expression` in the tab every `interval` seconds until its value is truthy; return that
+        value. TimeoutError naming `what` when `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(session, expression)
+            if value:
+                return value
+            time.sleep(interval)
+        raise TimeoutError(f"{what}: not within {timeout} s")
 
     def screenshot(self, session, path, clip=None, optimize_for_speed=False):
         """Save the tab's viewport (or `clip` = {x, y, width, height} of the page) as a PNG at `path`."""

@@ -144,16 +144,6 @@ def wait_for_lab(port, token, process, timeout=60):
     raise TimeoutError("JupyterLab did not answer within 60 s")
 
 
-def wait_until(browser, session, expression, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = browser.evaluate(session, expression)
-        if value:
-            return value
-        time.sleep(0.25)
-    raise TimeoutError(f"{what}: not within {timeout} s")
-
-
 def drag(browser, session, start, end):
     """Press the mouse at `start`, move to `end` in a few steps, release: a reader dragging a handle."""
     def mouse(kind, x, y, buttons):
@@ -172,7 +162,7 @@ def check_notebook(browser, session, base, token, rel, out_dir, every=False):
     name = Path(rel).stem
     start = time.monotonic()
     browser.send("Page.navigate", {"url": f"{base}/lab/tree/{Path(rel).name}?token={token}&reset"}, session)
-    wait_until(browser, session, "!!(window.jupyterapp && jupyterapp.shell.currentWidget &&"
+    browser.wait_until(session, "!!(window.jupyterapp && jupyterapp.shell.currentWidget &&"
                " jupyterapp.shell.currentWidget.content && jupyterapp.shell.currentWidget.content.widgets &&"
                " jupyterapp.shell.currentWidget.content.widgets.length)", 60, f"{rel} did not open in JupyterLab")
     opened = time.monotonic() - start
@@ -181,7 +171,7 @@ def check_notebook(browser, session, base, token, rel, out_dir, every=False):
     if run["error"]:
         return [f"{rel}: {run['error']}"], f"{rel}: {run['error']}"
     ran = time.monotonic() - start - opened
-    state = wait_until(browser, session, f"(() => {{ const s = {EXPLORER_JS}; return s && s.imageShown &&"
+    state = browser.wait_until(session, f"(() => {{ const s = {EXPLORER_JS}; return s && s.imageShown &&"
                        f" s.labels.length >= {len(labels)} ? s : null; }})()", 60,
                        f"{rel}: the explorer (sliders and a figure) did not render")
     problems = []
@@ -200,7 +190,7 @@ def check_notebook(browser, session, base, token, rel, out_dir, every=False):
     moved = time.monotonic()
     before = state
     try:
-        after = wait_until(browser, session, f"(() => {{ const s = {EXPLORER_JS}; return s && s.imageShown &&"
+        after = browser.wait_until(session, f"(() => {{ const s = {EXPLORER_JS}; return s && s.imageShown &&"
                            f" s.image !== {json.dumps(before['image'])} ? s : null; }})()", 30,
                            f"{rel}: moving the slider '{labels[0]}' did not redraw the figure")
     except TimeoutError as error:
