@@ -97,7 +97,15 @@ def main(argv=None):
         else:
             print(f"self-test: {text}")
             try:
-                problems += result_problems(json.loads(text))
+                result = json.loads(text)
+                problems += result_problems(result)
+                native = json.loads((html / "_static" / "browser_demo" / "demo.json").read_text())
+                native = native["networks"]["mobilevit_mini"]["native"]
+                if isinstance(result.get("latency_ms"), (int, float)):
+                    print(f"mobilevit_mini, 1 thread: Chromium (wasm) {result['latency_ms']:.2f} ms, native ONNX Runtime "
+                          f"{native['onnxruntime_ms']:.2f} ms ({result['latency_ms'] / native['onnxruntime_ms']:.1f}x), "
+                          f"PyTorch {native['pytorch_ms']:.2f} ms ({result['latency_ms'] / native['pytorch_ms']:.1f}x);"
+                          " the native figures were measured at build time on this machine")
             except json.JSONDecodeError:
                 problems.append(f"#mobilevit-demo-result is not JSON: {text[:200]!r}")
         found, n_requests = network_problems(browser.events, session)
