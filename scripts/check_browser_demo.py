@@ -55,16 +55,6 @@ def result_problems(result):
     return problems
 
 
-def wait_for_result(browser, session, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = browser.evaluate(session, RESULT_JS)
-        if text:
-            return text
-        time.sleep(0.1)
-    return ""
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default=str(_nbtools.ROOT / "_build"), help="the build folder that holds html/")
@@ -91,7 +81,11 @@ def main(argv=None):
         browser.events.clear()
         browser.send("Page.navigate", {"url": base + PAGE}, session)
         browser.wait_event("Page.loadEventFired", session, timeout=60)
-        text = wait_for_result(browser, session)
+        try:
+            text = browser.wait_until(session, RESULT_JS, WAIT_S, "#mobilevit-demo-result filled by the self-test",
+                                      interval=0.1)
+        except TimeoutError:
+            text = ""
         if not text:
             problems.append(f"#mobilevit-demo-result stayed empty for {WAIT_S} s")
         else:
