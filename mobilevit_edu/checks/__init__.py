@@ -18,5 +18,5 @@ from .segmentation import check_aspp_forward, check_mean_iou
 from .attention_maps import check_attention_map, check_attention_weights, show_attention_maps
 from .tasks_4_6 import check_block_reach, check_global_rep_by_fold, check_parameters_from_config
 from .experiments_7_9 import check_attention_counts, check_batch_size_rules, check_epochs_to_reach, check_r_half
-from .experiments_10_11 import check_context_error, check_flag_reading
+from .experiments_10_11 import check_context_error, check_flag_reading, check_flag_summary
 from .detection import check_box_iou, check_nms

@@ -4,9 +4,15 @@
   gate (least squares, channel by channel) and its relative error on a target.
 - `check_flag_reading(train)`: exercise 11, a segmentation network trained on `data.flag_shapes` that
   reads the far-away flag: the flag-swap test of chapter 11 on the chapter's validation set.
+- `check_flag_summary(flag_summary)`: exercise 11, the median flag-flip share, the seeds that read the
+  flag and the epoch each seed first read it, from the runs of chapter 11's sweep (assets/flag_context.json).
 """
 
+import copy
+import importlib.resources
+import json
 import math
+import statistics
 
 import torch
 
@@ -121,3 +127,90 @@ def check_flag_reading(train):
 
     run_check("flag reading", body, f"the network reads the flag (more than {MIN_FLIP_SHARE:.0%} of the disc pixels flip,"
               f" both disc IoUs at least {MIN_DISC_IOU})")
+
+
+# ------------------------------------------------------------------ exercise 11: summarise the seeds
+READS_FLAG = 0.5  # a run reads the flag when more than this share of its disc pixels flip
+
+
+def flag_sweep():
+    """Chapter 11's sweep (benchmarks/flag_context.py) as the package ships it: {"recipe": ..., "runs": [...]}."""
+    return json.loads((importlib.resources.files("mobilevit_edu") / "assets" / "flag_context.json").read_text())
+
+
+def _first_epoch(flips, above):
+    return next((epoch for epoch, flip in enumerate(flips, 1) if above(flip)), None)
+
+
+def _summary(runs, median=statistics.median, above=lambda f: f > READS_FLAG, first_epoch=1):
+    finals = [r["flip_share"] for r in runs]
+    return {"median_flip": median(finals), "seeds_reading": sum(1 for f in finals if above(f)),
+            "epochs_to_read": [None if e is None else e - 1 + first_epoch
+                               for e in (_first_epoch(r["flip_share_per_epoch"], above) for r in runs)]}
+
+
+def _made_up_run(seed, flips):
+    return {"kind": "made-up", "seed": seed, "flip_share": flips[-1], "flip_share_per_epoch": list(flips)}
+
+
+def _summary_cases():
+    sweep = [r for r in flag_sweep()["runs"] if r["epochs"] == 8 and r["isa"] == "native" and r["threads"] == 1]
+    cases = [(f"the sweep's {kind} runs (8 epochs, {len([r for r in sweep if r['kind'] == kind])} seeds)",
+              [r for r in sweep if r["kind"] == kind]) for kind in ("mobilevit", "cnn")]
+    cases.append(("4 made-up runs (an even count; one ends at exactly 0.5)", [
+        _made_up_run(0, [0.0, 0.3, 0.8, 0.9]), _made_up_run(1, [0.1, 0.5, 0.5, 0.5]),
+        _made_up_run(2, [0.0, 0.0, 0.01, 0.02]), _made_up_run(3, [0.6, 0.9, 0.95, 0.97])]))
+    cases.append(("3 made-up runs (one reads the flag at epoch 2, then forgets it)", [
+        _made_up_run(0, [0.2, 0.7, 0.4]), _made_up_run(1, [0.0, 0.1, 0.9]), _made_up_run(2, [0.05, 0.1, 0.1])]))
+    return [(description, runs) for description, runs in cases if runs]
+
+
+def check_flag_summary(flag_summary):
+    """`flag_summary(runs)`: runs of one network from chapter 11's sweep (dicts with "flip_share", the share
+    of disc pixels that flip with the flag at the end, and "flip_share_per_epoch"). Returns a dict:
+    "median_flip" (statistics.median of the final shares), "seeds_reading" (runs whose final share is more
+    than 0.5) and "epochs_to_read" (per run, in order: the first epoch, counted from 1, whose share is more
+    than 0.5, or None)."""
+
+    def body():
+        for description, runs in _summary_cases():
+            case = f"case '{description}'"
+            actual = call(flag_summary, copy.deepcopy(runs), case=case)
+            expected = _summary(runs)
+            if not isinstance(actual, dict) or set(actual) != set(expected):
+                got = sorted(actual) if isinstance(actual, dict) else type(actual).__name__
+                raise CheckFailed(f"{case}: return a dict with the keys {sorted(expected)}, got {got}")
+            median = actual["median_flip"]
+            if isinstance(median, torch.Tensor) and median.numel() == 1:
+                median = median.item()
+            if isinstance(median, bool) or not isinstance(median, (int, float)):
+                raise CheckFailed(f"{case}: median_flip should be one number, got {type(median).__name__}")
+            if not math.isclose(median, expected["median_flip"], rel_tol=1e-6, abs_tol=1e-9):  # float32 allowed
+                finals = [r["flip_share"] for r in runs]
+                hint = ""
+                if math.isclose(median, statistics.fmean(finals), rel_tol=1e-6):
+                    hint = " Hint: that is the mean; the median is the middle value, which one outlier seed cannot drag"
+                elif math.isclose(median, statistics.median_low(finals), rel_tol=1e-6):
+                    hint = (" Hint: with an even number of runs the median is the mean of the two middle values"
+                            " (statistics.median), not the lower one (torch.median)")
+                raise CheckFailed(f"{case}: median_flip is {median:.4f}; expected {expected['median_flip']:.4f}.{hint}")
+            if actual["seeds_reading"] != expected["seeds_reading"]:
+                hint = ""
+                if actual["seeds_reading"] == _summary(runs, above=lambda f: f >= READS_FLAG)["seeds_reading"]:
+                    hint = " Hint: a run reads the flag when MORE than half flip (> 0.5); 0.5 does not count"
+                raise CheckFailed(f"{case}: seeds_reading is {actual['seeds_reading']!r};"
+                                  f" expected {expected['seeds_reading']}.{hint}")
+            epochs = actual["epochs_to_read"]
+            epochs = list(epochs) if isinstance(epochs, (list, tuple)) else epochs
+            if epochs != expected["epochs_to_read"]:
+                variants = [
+                    (_summary(runs, first_epoch=0)["epochs_to_read"], "epochs count from 1 (the first epoch is 1, not 0)"),
+                    (_summary(runs, above=lambda f: f >= READS_FLAG)["epochs_to_read"],
+                     "more than half (> 0.5); an epoch at exactly 0.5 does not count"),
+                    ([e for e in expected["epochs_to_read"] if e is not None],
+                     "keep one entry per run, in order: None for a run that never reads the flag"),
+                ]
+                hint = next((f" Hint: {sentence}" for value, sentence in variants if epochs == value), "")
+                raise CheckFailed(f"{case}: epochs_to_read is {epochs!r}; expected {expected['epochs_to_read']!r}.{hint}")
+
+    run_check("flag summary", body, f"right on all {len(_summary_cases())} cases (the sweep's two networks and made-up runs)")
