@@ -603,14 +603,15 @@ def toy_detector(backbone_config, seed=0, num_classes=len(DETECTION_CLASSES)):
 
 # ------------------------------------------------------------------------------------------ figures
 def draw_boxes(ax, boxes, labels=None, colour="white", scores=None, names=DETECTION_CLASSES, linestyle="-"):
-    """Draw (n, 4) corner boxes in pixels on a matplotlib axis, with their class names (and scores)."""
+    """Draw (n, 4) corner boxes in pixels on a matplotlib axis, with their class names (and scores); what
+    falls outside the image is clipped."""
     from matplotlib.patches import Rectangle
 
     for i, (x1, y1, x2, y2) in enumerate(torch.as_tensor(boxes).tolist()):
         ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour, lw=1.5, ls=linestyle))
         if labels is not None:
             text = names[int(labels[i])] + (f" {float(scores[i]):.2f}" if scores is not None else "")
-            ax.text(x1 - 0.5, y1 - 1.5, text, color=colour, fontsize=7, va="bottom")
+            ax.text(x1 - 0.5, y1 - 1.5, text, color=colour, fontsize=7, va="bottom", clip_on=True)
 
 
 def show_image(ax, image, title=None):
