@@ -34,7 +34,8 @@
 #                            Chromium, offline (scripts/check_slides.py): no overflow at 1280×720 or
 #                            1024×768, no request out, math typeset; lecture decks: text >= 24 px,
 #                            code <= 15 lines, median <= 40 words, alt text on every figure
-#   7. Colab install path    the install cell in a fresh venv with Colab's versions of what the course
+#   7. Colab install path    (in the background from step 3 on, beside the browser steps; its output
+#                            is printed at the end) the install cell in a fresh venv with Colab's versions of what the course
 #                            touches (scripts/colab_versions.txt: ipywidgets 7.7.1, numpy, matplotlib...;
 #                            cached) and the course's torch: it must change none of them; then chapter 1
 #                            and an exercise run there, and tests/test_widgets.py under ipywidgets 7.7.1
@@ -74,6 +75,36 @@ step() {
     echo "-- $name: ok in $took s"
 }
 
+# bg_step NAME COMMAND...: start a step in the background, its output into a log that wait_bg prints
+# when the step has ended (the Colab step: it waits on PyPI and unpacks files while the foreground
+# steps keep the 2 cores busy with Chromium)
+bg_names=(); bg_pids=(); bg_logs=(); bg_starts=()
+bg_step() {
+    local name=$1; shift
+    local log; log=$(mktemp "${TMPDIR:-/tmp}/mobilevit-step.XXXXXX")
+    echo "-- $name: started in the background; its output follows at the end"
+    bg_starts+=("$(date +%s.%N)")
+    ( rc=0; "$@" || rc=$?; date +%s.%N >"$log.end"; exit $rc ) >"$log" 2>&1 &
+    bg_pids+=($!); bg_names+=("$name"); bg_logs+=("$log")
+}
+# wait_bg: wait for every background step, print its output and timing; stop on a failure
+wait_bg() {
+    local i rc took
+    for i in "${!bg_pids[@]}"; do
+        rc=0; wait "${bg_pids[$i]}" || rc=$?
+        took=$(awk -v a="${bg_starts[$i]}" -v b="$(cat "${bg_logs[$i]}.end" 2>/dev/null || date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+        banner "${bg_names[$i]} (ran in the background)"
+        cat "${bg_logs[$i]}"; rm -f "${bg_logs[$i]}" "${bg_logs[$i]}.end"
+        summary+=("$(printf '%-24s %7s s  %s' "${bg_names[$i]}" "$took" "$([ $rc -eq 0 ] && echo "ok (background)" || echo "FAILED (exit $rc)")")")
+        if [ $rc -ne 0 ]; then
+            banner "FAILED: ${bg_names[$i]} (exit $rc, after $took s)"
+            printf '%s\n' "${summary[@]}"
+            exit "$rc"
+        fi
+        echo "-- ${bg_names[$i]}: ok in $took s"
+    done
+}
+
 env_start=$(date +%s.%N)
 banner "environment"
 # shellcheck source=scripts/_ensure_env.sh
@@ -92,9 +123,13 @@ step "pytest tests/" python -m pytest -q -n 2 tests/
 step "nbval (notebooks)" bash scripts/nbval.sh
 
 book_tmp=$(mktemp -d "${TMPDIR:-/tmp}/mobilevit-book.XXXXXX")
-trap 'rm -rf "$book_tmp"' EXIT
+trap 'rm -rf "$book_tmp"; for pid in "${bg_pids[@]}"; do pkill -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done; true' EXIT
 step "book assets (MathJax)" bash scripts/book_assets.sh
 step "book (-W, from scratch)" jupyter-book build . --all -W -n --keep-going --path-output "$book_tmp"
+# Colab's path (the slowest step after nbval, and the one that needs PyPI) in the background, beside
+# the browser steps: the install cell of the notebooks in a fresh venv that has only Colab's packages
+# and torch, then a chapter and an exercise run there. Its output comes at the end (wait_bg).
+bg_step "Colab install path" python scripts/check_colab_install.py
 
 # The browser check needs Debian's chromium. As root with apt-get (CI's machine), install it when it
 # is missing; otherwise, or when the install fails, read the built pages without a browser.
@@ -142,9 +177,8 @@ else
     step "slides (built only)" python scripts/slides.py --out "$book_tmp/slides"
 fi
 
-# Colab's path, last (the slowest step, and the one that needs PyPI): the install cell of the notebooks
-# in a fresh venv that has only torch, then a chapter and an exercise run there.
-step "Colab install path" python scripts/check_colab_install.py
+# the background steps (Colab's path): their output, timing and result
+wait_bg
 
 banner "summary"
 printf '%s\n' "${summary[@]}"
