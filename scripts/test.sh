@@ -123,7 +123,14 @@ step "pytest tests/" python -m pytest -q -n 2 tests/
 step "nbval (notebooks)" bash scripts/nbval.sh
 
 book_tmp=$(mktemp -d "${TMPDIR:-/tmp}/mobilevit-book.XXXXXX")
-trap 'rm -rf "$book_tmp"; for pid in "${bg_pids[@]}"; do pkill -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done; true' EXIT
+# on the way out (a failure included): the book's temporary folder, and any background step still running
+# (`|| true`: under set -e a kill of a step that has ended would turn a passing run into exit 1)
+cleanup() {
+    rm -rf "$book_tmp"
+    local pid
+    for pid in "${bg_pids[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
 step "book assets (MathJax)" bash scripts/book_assets.sh
 step "book (-W, from scratch)" jupyter-book build . --all -W -n --keep-going --path-output "$book_tmp"
 # Colab's path (the slowest step after nbval, and the one that needs PyPI) in the background, beside
