@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import statistics
-import time
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,22 +187,6 @@ def optimized_node_counts(path, optimized_path):
     return collections.Counter(node.op_type for node in onnx.load(str(optimized_path)).graph.node)
 
 
-def interleaved_times(runs, rounds, warmup):
-    """All the times (s) of each callable in `runs`, in alternating rounds as deploy.measure_latencies."""
-    names = list(runs)
-    for _ in range(warmup):
-        for name in names:
-            runs[name]()
-    times = {name: [] for name in names}
-    for r in range(rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            start = time.perf_counter()
-            runs[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",)):
     """Print ONNX Runtime's median latency of mobilevit_edu's exports and timm's, and their ratios;
     return the rows as dicts (for --save)."""
@@ -236,7 +219,7 @@ def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",)):
             difference = abs(session.run(None, feed)[0] - expected).max()
             if "int8" not in label:  # the float files compute the same thing, or the comparison is void
                 assert difference <= 1e-4, f"{network.name} {label} differs from timm by {difference:.2g}"
-        times = interleaved_times({label: (lambda s=session: s.run(None, feed)) for label, session in sessions.items()},
+        times = deploy.interleaved_times({label: (lambda s=session: s.run(None, feed)) for label, session in sessions.items()},
                                   rounds, warmup)
         for statistic in (statistics.median, min):
             value = {label: statistic(t) for label, t in times.items()}

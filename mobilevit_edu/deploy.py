@@ -232,12 +232,10 @@ def onnx_operator_counts(path):
 
 
 # ------------------------------------------------------------------------------------------ latency
-def measure_latencies(runs, rounds=20, warmup=3):
-    """Median seconds of each callable in `runs` (a dict name -> function of no arguments), measured in
-    alternating rounds: each round calls every function once, starting one further along each time,
-    so that all of them see the same machine state. PyTorch work should run in inference mode (the
-    callers' job). Returns a dict name -> median seconds. Timings vary from run to run: compare them
-    within one call, never across machines or runs."""
+def interleaved_times(runs, rounds=20, warmup=3):
+    """Every time (seconds) of each callable in `runs` (a dict name -> function of no arguments),
+    measured in alternating rounds: each round calls every function once, starting one further along
+    each time, so that all of them see the same machine state. Returns a dict name -> list of seconds."""
     if rounds < 1 or warmup < 0:
         raise ValueError(f"rounds must be >= 1 and warmup >= 0, got rounds={rounds}, warmup={warmup}")
     if not runs:
@@ -253,6 +251,15 @@ def measure_latencies(runs, rounds=20, warmup=3):
             start = time.perf_counter()
             runs[name]()
             times[name].append(time.perf_counter() - start)
+    return times
+
+
+def measure_latencies(runs, rounds=20, warmup=3):
+    """Median seconds of each callable in `runs` (a dict name -> function of no arguments), measured in
+    alternating rounds (`interleaved_times`). PyTorch work should run in inference mode (the callers'
+    job). Returns a dict name -> median seconds. Timings vary from run to run: compare them within one
+    call, never across machines or runs."""
+    times = interleaved_times(runs, rounds, warmup)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

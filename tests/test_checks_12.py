@@ -1,6 +1,6 @@
 """The exercise checks of chapter 12 (box IoU, NMS): the reference passes, a stub is "not implemented yet",
-and the wrong answers of tests/wrong_answers/answers_detection.py are all rejected, at least 80 % with a
-hint that names the mistake, none with a hint that names another one; right answers written another way pass."""
+and the usual mistakes are named; the wrong answers of tests/wrong_answers/answers_detection.py are measured
+with the other sets in tests/wrong_answers/test_wrong_answers.py, and here: no hint gives the formula away."""
 
 import pathlib
 import sys
@@ -53,15 +53,8 @@ def test_box_iou_of_xywh_boxes_is_named():
 
 
 @pytest.mark.parametrize("check_name", list(answers_detection.SETS))
-def test_wrong_answer_set_rejected_and_named(check_name):
+def test_wrong_answer_hints_never_give_the_formula_away(check_name):
+    # that every wrong answer is rejected and most are named is tests/wrong_answers/test_wrong_answers.py's
     check, wrong, right = answers_detection.SETS[check_name]
-    assert len(wrong) >= 10 and len(right) >= 2
-    figures = measure(check, wrong, right)
-    problems = [f"{name}: [{verdict}] {message}" for name, verdict, message in figures["details"]
-                if verdict in ("accepted!", "misleading", "right answer rejected")]
-    assert figures["rejected"] == figures["wrong"], problems
-    assert figures["misleading"] == 0, problems
-    assert figures["accepted"] == figures["right"], problems
-    assert figures["named"] >= 0.8 * figures["wrong"]
-    for _, _, message in figures["details"]:  # hints name the mistake, they never give the answer away
+    for _, _, message in measure(check, wrong, right)["details"]:
         assert "area1 + area2 - inter" not in message and "(x2 - x1) * (y2 - y1)" not in message, message

@@ -7,11 +7,12 @@ name its mistake."""
 
 import pytest
 
+import answers_detection
 import answers_functions
 import answers_modules
 from _measure import measure
 
-SETS = {**answers_modules.SETS, **answers_functions.SETS}
+SETS = {**answers_modules.SETS, **answers_functions.SETS, **answers_detection.SETS}
 
 
 @pytest.mark.parametrize("check_name", list(SETS))
