@@ -29,7 +29,8 @@
 #                            explorer in Chromium: the sliders render, dragging one redraws the figure;
 #                            screenshots in _build/screenshots/widgets (scripts/check_widgets_live.py;
 #                            skipped with a message without chromium)
-#   6. slides                builds the lecture decks and their PDFs and the chapter decks
+#   6. slides                (in the background from step 4 on, beside the page checks; its output is
+#                            printed at the end) builds the lecture decks and their PDFs and the chapter decks
 #                            (scripts/slides.py) and measures every slide of every deck in headless
 #                            Chromium, offline (scripts/check_slides.py): no overflow at 1280×720 or
 #                            1024×768, no request out, math typeset; lecture decks: text >= 24 px,
@@ -161,6 +162,18 @@ if command -v chromium >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh-tw 2>/dev/nul
         echo "apt-get could not install fonts-wqy-microhei: the rendered-page check will find boxes on book/zh-tw"
     fi
 fi
+# The decks (book/lecturers.md): the lecture decks from book/lectures/*.yml (figures and numbers selected
+# from the executed chapters), the chapter decks from the chapters' cells, their JavaScript from npm
+# (scripts/slides_assets.sh); then, with Chromium, every slide measured with the network unreachable.
+# In the background too (it keeps about 0.65 of a core busy: 41 s wall for 26.5 s of CPU, measured
+# alone), in its own Chromium profile, beside the page checks below; its output comes at the end.
+if command -v chromium >/dev/null 2>&1; then
+    bg_step "slides (offline)" python scripts/slides.py --out "$book_tmp/slides" --check
+else
+    echo "no chromium: the decks are built but not opened (bash scripts/check_html.sh installs chromium)"
+    bg_step "slides (built only)" python scripts/slides.py --out "$book_tmp/slides"
+fi
+
 if command -v chromium >/dev/null 2>&1; then
     step "rendered pages" python scripts/check_html.py --build "$book_tmp/_build"
     step "offline pages" python scripts/check_offline.py --build "$book_tmp/_build"
@@ -174,17 +187,7 @@ else
     echo "no chromium: the live widgets in JupyterLab (scripts/check_widgets_live.py) SKIPPED"
 fi
 
-# The decks (book/lecturers.md): the lecture decks from book/lectures/*.yml (figures and numbers selected
-# from the executed chapters), the chapter decks from the chapters' cells, their JavaScript from npm
-# (scripts/slides_assets.sh); then, with Chromium, every slide measured with the network unreachable.
-if command -v chromium >/dev/null 2>&1; then
-    step "slides (offline)" python scripts/slides.py --out "$book_tmp/slides" --check
-else
-    echo "no chromium: the decks are built but not opened (bash scripts/check_html.sh installs chromium)"
-    step "slides (built only)" python scripts/slides.py --out "$book_tmp/slides"
-fi
-
-# the background steps (Colab's path): their output, timing and result
+# the background steps (Colab's path, the slides): their output, timing and result
 wait_bg
 
 banner "summary"
