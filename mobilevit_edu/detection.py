@@ -168,17 +168,6 @@ class SSDHead(nn.Module):
         return x[..., :4], x[..., 4:]  # (B, h*w*a, 4), (B, h*w*a, K)
 
 
-def stage_strides(config):
-    """The output stride of each of the backbone's five stages (the stem's 2, times the stage strides, capped
-    by config.output_stride as MobileViT builds it)."""
-    strides, stride = [], 2
-    for stage in config.stages:
-        if stage.stride == 2 and stride < config.output_stride:
-            stride *= 2
-        strides.append(stride)
-    return strides
-
-
 class SSDLite(nn.Module):
     """SSDLite on a MobileViT backbone. (B, 3, H, W) in [0, 1] -> (confidences (B, A, K), locations (B, A, 4)).
 
@@ -198,7 +187,7 @@ class SSDLite(nn.Module):
         backbone.final_conv = nn.Identity()
         backbone.head = nn.Identity()
         self.backbone, self.num_classes, self.config = backbone, num_classes, config
-        strides = stage_strides(backbone.config)
+        strides = list(backbone.stage_strides)
         channels = [stage.channels for stage in backbone.config.stages]
         last_stride, in_channels = strides[-1], channels[-1]
         self.sources = []  # per map: the stage index it reads, or "extra"

@@ -155,14 +155,17 @@ class MobileViT(nn.Module):
         self.stem = ConvNormAct(config.in_chans, config.stem_channels, 3, stride=2)
         stages, channels = [], config.stem_channels
         stride, dilation = 2, 1  # the stem's stride; the dilation that stands in for removed strides
+        strides = []
         for stage in config.stages:
             stage_dilation = dilation  # ml-cvnets: the MV2 block that loses its stride keeps the dilation so far
             if stage.stride == 2 and stride == config.output_stride:  # DeepLab: keep the size, dilate later
                 stage, dilation = replace(stage, stride=1), 2 * dilation
             stride *= stage.stride
+            strides.append(stride)
             stages.append(make_stage(config, stage, channels, stage_dilation))
             channels = stage.channels
         self.stages = nn.ModuleList(stages)
+        self.stage_strides = tuple(strides)  # the output stride of each stage, as built (e.g. 2, 4, 8, 16, 32)
         self.final_conv = ConvNormAct(channels, config.final_channels, 1)
         self.dropout = nn.Dropout(config.drop_rate)
         self.head = nn.Linear(config.final_channels, config.num_classes)

@@ -1,5 +1,7 @@
 """The complete networks: exact parameter counts, outputs equal to timm's, clear errors, dtypes, tracing."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -182,3 +184,12 @@ def test_torch_jit_trace(xxs):
     with torch.no_grad():
         traced = torch.jit.trace(xxs, x)
         assert_close(traced(x), xxs(x))
+
+
+@pytest.mark.parametrize("output_stride, expected", [(32, (2, 4, 8, 16, 32)), (16, (2, 4, 8, 16, 16)), (8, (2, 4, 8, 8, 8))])
+def test_stage_strides_recorded_at_build_are_the_strides_features_produce(output_stride, expected):
+    model = me.MobileViT(replace(me.XXS, output_stride=output_stride)).eval()
+    with torch.no_grad():
+        outputs = model.features(torch.zeros(1, 3, 64, 64))
+    assert model.stage_strides == expected
+    assert tuple(64 // out.shape[-1] for out in outputs) == expected
