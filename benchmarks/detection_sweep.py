@@ -20,15 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from _isa import pinned_isa_env  # benchmarks/ is on sys.path when a script in it runs
+
 OUT = Path(__file__).resolve().parent.parent / "mobilevit_edu" / "assets" / "detection_sweep.json"
-
-
-def pinned_isa_env():
-    """The environment scripts/nbval.sh sets for NBVAL_ISA=pinned (an instruction set below this CPU's best)."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    if " avx512f" in cpuinfo:
-        return {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-    return {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX", "MKL_ENABLE_INSTRUCTIONS": "AVX"}
 
 
 def one_run(kind, seed, epochs, isa):
