@@ -1,6 +1,5 @@
 """mobilevit_edu.deploy: BatchNorm folding, the fused inference-only network, ONNX export."""
 
-from dataclasses import replace
 
 import pytest
 import torch
@@ -9,6 +8,8 @@ from torch import nn
 import mobilevit_edu as me
 from mobilevit_edu import deploy
 from mobilevit_edu.checks import randomize_batchnorm
+
+from _tiny import TINY  # a small MobileViT with every kind of block: the export tests share it
 
 
 def conv_bn(conv, seed=0):
@@ -146,19 +147,6 @@ def test_fuse_folds_timm_mobilenetv2():
 
 
 # ---------------------------------------------------------------------------------------------- ONNX
-TINY = replace(  # every kind of block of the real networks, at a fraction of the export time
-    me.XXS,
-    name="tiny",
-    stages=(
-        me.StageConfig(16, num_mv2=1, stride=1),
-        me.StageConfig(16, num_mv2=1, stride=2),
-        me.StageConfig(24, num_mv2=1, stride=2, transformer_dim=32, depth=1),
-        me.StageConfig(24, num_mv2=1, stride=2),
-        me.StageConfig(32, num_mv2=1, stride=2, transformer_dim=32, depth=1),
-    ),
-    final_channels=64,
-    num_classes=10,
-)
 
 
 @pytest.fixture(scope="module")

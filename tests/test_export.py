@@ -2,7 +2,6 @@
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,23 +12,12 @@ import mobilevit_edu as me
 from mobilevit_edu import deploy
 from mobilevit_edu.checks import randomize_batchnorm
 
+from _tiny import TINY  # a small MobileViT with every kind of block: the export tests share it
+
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = replace(  # an unfold/transformer/fold block at two stages, exported in seconds
-    me.XXS,
-    name="tiny",
-    stages=(
-        me.StageConfig(16, num_mv2=1, stride=1),
-        me.StageConfig(16, num_mv2=1, stride=2),
-        me.StageConfig(24, num_mv2=1, stride=2, transformer_dim=32, depth=1),
-        me.StageConfig(24, num_mv2=1, stride=2),
-        me.StageConfig(32, num_mv2=1, stride=2, transformer_dim=32, depth=2),
-    ),
-    final_channels=64,
-    num_classes=10,
-)
 
 
 @pytest.fixture(scope="module")
