@@ -15,7 +15,7 @@ Every piece of code the chapters teach lives here once:
 - cli.py       chapter 7  the training command, python -m mobilevit_edu.train (needs the `train` extra)
 - pretrained.py chapter 8  the official ImageNet weights (online) or a local file, and preprocessing
 - explain.py   chapter 8  stage outputs, attention maps, effective receptive field
-- deploy.py    chapter 9  fuse (BatchNorm folded), export_onnx, ONNX Runtime, latency by operation
+- deploy.py    chapter 9  fuse (BatchNorm folded), gather_patches, export_onnx, ONNX Runtime, latency by operation
 - attention_v2.py, models_v2.py  chapter 10  MobileViTv2: separable self-attention, its block and networks
 - segmentation.py chapter 11  ASPP, DeepLabV3, mean IoU
 - checks/      the exercises' checks; viz.py, viz_patches.py, widgets.py  the figures and explorers

@@ -47,15 +47,21 @@ class MobileViTBlock(nn.Module):
         Hp, Wp = math.ceil(H / ph) * ph, math.ceil(W / pw) * pw
         if (Hp, Wp) != (H, W):
             x = F.interpolate(x, size=(Hp, Wp), mode="bilinear", align_corners=False)
-        patches = unfold_patches(x, self.patch_size)  # (B, P, N, d)
-        P = patches.shape[1]
-        tokens = rearrange(patches, "b p n d -> (b p) n d")  # one sequence of N patches per position
+        tokens = self.unfold(x)  # (B*P, N, d)
         tokens = self.norm(self.transformer(tokens))
-        patches = rearrange(tokens, "(b p) n d -> b p n d", p=P)
-        x = fold_patches(patches, (Hp, Wp), self.patch_size)  # (B, d, Hp, Wp)
+        x = self.fold(tokens, (Hp, Wp))  # (B, d, Hp, Wp)
         if (Hp, Wp) != (H, W):
             x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
         return x
+
+    def unfold(self, x):
+        """(B, d, H, W) -> (B*P, N, d): one sequence of N patches for each of the P pixel positions."""
+        return rearrange(unfold_patches(x, self.patch_size), "b p n d -> (b p) n d")
+
+    def fold(self, tokens, size):
+        """(B*P, N, d) -> (B, d, H, W) with (H, W) = size: the exact inverse of `unfold`."""
+        P = self.patch_size[0] * self.patch_size[1]
+        return fold_patches(rearrange(tokens, "(b p) n d -> b p n d", p=P), size, self.patch_size)
 
     def forward(self, x):
         check_image_batch(x, "x", self.channels)

@@ -3,8 +3,11 @@
 - `fold_batchnorm(conv, bn)`: one convolution that computes conv followed by BatchNorm (eval mode).
 - `fuse(model)`: an inference-only copy of a network with every BatchNorm folded into the
   convolution before it; `.train()` on it raises.
+- `gather_patches(model)`: a copy whose MobileViT blocks unfold and fold by a gather of whole
+  pixels instead of a six-axis transpose: the same numbers, faster under ONNX Runtime.
 - `export_onnx(model, path)`: one self-contained ONNX file with a dynamic batch size (or a fixed
-  one, `batch_size=1`: faster under ONNX Runtime), through `torch.onnx.export(dynamo=True)`;
+  one, `batch_size=1`: faster under ONNX Runtime), through `torch.onnx.export(dynamo=True)`, of the
+  `gather_patches` copy;
   `onnx_session(path)` runs it with ONNX Runtime; `onnx_operator_counts(path)` says what the graph
   is made of.
 - `measure_latencies(runs)`: the median time of several ways of running, measured in alternating rounds;
@@ -24,14 +27,18 @@ batch's statistics, which change with every batch: nothing can be folded, hence 
 import collections
 import contextlib
 import copy
+import operator
 import os
 import statistics
 import time
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from ._validate import pair
+from .block import MobileViTBlock
+from .patches import FOLD_PATTERN, UNFOLD_PATTERN
 
 
 def fold_batchnorm(conv, bn):
@@ -149,8 +156,82 @@ def fuse(model):
     return Fused(net)
 
 
+# ------------------------------------------------------------------------------ unfold by a gather
+def _patch_grid(height, width, patch_size):
+    """(height, width, ph, pw) as ints, after checking that height x width is a whole number of
+    ph x pw patches. (A tracing exporter gives sizes as 0-d tensors: they count as ints.)"""
+    ph, pw = pair(patch_size, "patch_size")
+    sizes = []
+    for name, value, step in (("height", height, ph), ("width", width, pw)):
+        try:
+            size = None if isinstance(value, bool) else operator.index(value)
+        except TypeError:
+            size = None
+        if size is None or size < 1 or size % step:
+            raise ValueError(f"{name} must be a positive int and a multiple of the patch's {step}, got {value!r}")
+        sizes.append(size)
+    return (*sizes, ph, pw)
+
+
+def pixel_order(height, width, patch_size):
+    """The unfolding as a permutation of pixels: (P*N,) int64, entry i = the row-major index of the
+    pixel that `unfold_patches` puts at position i of its (P, N) layout (read row by row)."""
+    H, W, ph, pw = _patch_grid(height, width, patch_size)
+    numbers = torch.arange(H * W).reshape(1, 1, H, W)  # each pixel holds its own index
+    return rearrange(numbers, UNFOLD_PATTERN, ph=ph, pw=pw).flatten()
+
+
+def token_order(height, width, patch_size):
+    """The folding as a permutation: (H*W,) int64, entry j = the (P, N) position, read row by row,
+    whose token `fold_patches` puts at pixel j. The inverse of `pixel_order`."""
+    H, W, ph, pw = _patch_grid(height, width, patch_size)
+    numbers = torch.arange(H * W).reshape(1, ph * pw, -1, 1)  # each token holds its own position
+    return rearrange(numbers, FOLD_PATTERN, ph=ph, pw=pw, nh=H // ph).flatten()
+
+
+class GatherPatchesBlock(MobileViTBlock):
+    """A MobileViTBlock whose unfold and fold move whole pixels (made by `gather_patches`).
+
+    The block's own unfold is one transpose of six axes, (B, d, nh, ph, nw, pw) -> (B, ph, pw, nh,
+    nw, d), that moves the last axis (d) together with others: ONNX Runtime's CPU Transpose copies
+    such a permutation one number at a time. Here the same permutation takes two steps it does fast:
+    a transpose that moves only the channel axis, to the end ((B, d, H, W) -> (B, H, W, d)), then a
+    gather of whole pixels (rows of d numbers) into patch order. Fold is the reverse. Same weights,
+    same outputs, bit for bit: only where numbers are copied changes.
+    """
+
+    def unfold(self, x):
+        """(B, d, H, W) -> (B*P, N, d), as MobileViTBlock.unfold."""
+        H, W = x.shape[-2:]
+        pixels = rearrange(x, "b d h w -> b (h w) d")  # channels last: (B, H*W, d)
+        tokens = pixels.index_select(1, pixel_order(H, W, self.patch_size))  # (B, P*N, d) in patch order
+        return rearrange(tokens, "b (p n) d -> (b p) n d", p=self.patch_size[0] * self.patch_size[1])
+
+    def fold(self, tokens, size):
+        """(B*P, N, d) -> (B, d, H, W), as MobileViTBlock.fold."""
+        H, W = size
+        tokens = rearrange(tokens, "(b p) n d -> b (p n) d", p=self.patch_size[0] * self.patch_size[1])
+        pixels = tokens.index_select(1, token_order(H, W, self.patch_size))  # (B, H*W, d), row-major
+        # contiguous: a view with the channels last would make the next convolution's kernels, and
+        # so its rounding, differ from the block's own
+        return rearrange(pixels, "b (h w) d -> b d h w", h=H).contiguous()
+
+
+def gather_patches(model):
+    """A copy of `model` whose MobileViT blocks are `GatherPatchesBlock`s: same weights, same outputs
+    bit for bit, and less time under ONNX Runtime (benchmarks/latency.py --exports measures how much).
+    `model` itself is unchanged; `export_onnx` exports this copy."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    net = copy.deepcopy(model)
+    for module in net.modules():
+        if type(module) is MobileViTBlock:
+            module.__class__ = GatherPatchesBlock  # no new weights: only unfold and fold change
+    return net
+
+
 # ------------------------------------------------------------------------------------------- ONNX
-def export_onnx(model, path, image_size=256, opset_version=None, batch_size=None, dynamo=True):
+def export_onnx(model, path, image_size=256, opset_version=None, batch_size=None, dynamo=True, gather=True):
     """Export `model` (eval mode) to one self-contained ONNX file at `path` and return the path.
 
     Uses `torch.onnx.export(..., dynamo=True, external_data=False)`: the graph comes from
@@ -163,6 +244,11 @@ def export_onnx(model, path, image_size=256, opset_version=None, batch_size=None
     fuses more: each linear layer's MatMul and bias Add become one Gemm, and the reshapes and
     transposes around attention are planned once instead of computed from the input's shape at
     every call. For batch 1 on a CPU that is the faster file (benchmarks/latency.py --exports).
+
+    gather=True (the default): exports `gather_patches(model)`, whose MobileViT blocks unfold and
+    fold by a transpose of the channel axis alone and a gather of whole pixels instead of one
+    six-axis transpose, which ONNX Runtime copies a number at a time. Same outputs; gather=False
+    exports `model` as it is.
 
     dynamo=False: the older TorchScript exporter (`torch.onnx.export(..., dynamo=False)`), which
     traces the model instead of `torch.export`ing it: the same numbers (tests/test_export.py), about
@@ -177,6 +263,8 @@ def export_onnx(model, path, image_size=256, opset_version=None, batch_size=None
         raise ValueError(f"batch_size must be None (a free batch) or an int >= 1, got {batch_size!r}")
     H, W = pair(image_size, "image_size")
     in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    if gather:
+        model = gather_patches(model)
     if batch_size is None:
         example = torch.rand(2, in_chans, H, W)  # batch 2: a batch of 1 would be specialised as a constant
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},)

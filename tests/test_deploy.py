@@ -7,6 +7,7 @@ from torch import nn
 
 import mobilevit_edu as me
 from mobilevit_edu import deploy
+from mobilevit_edu.block import MobileViTBlock
 from mobilevit_edu.checks import randomize_batchnorm
 
 from _tiny import TINY  # a small MobileViT with every kind of block: the export tests share it
@@ -214,3 +215,53 @@ def test_time_by_operation_sorts_a_blocks_time_into_kinds():
     assert mv2_time["LayerNorm"] == 0 and mv2_time["attention (softmax(q k^T) v)"] == 0
     assert block_time["LayerNorm"] > 0 and block_time["attention (softmax(q k^T) v)"] > 0
     assert block_time["linear layers (qkv, proj, FFN)"] > 0 and mv2_time["additions (residuals)"] > 0
+
+
+# ---------------------------------------------------------------------------- unfold by a gather
+@pytest.mark.parametrize("size, patch", [((8, 8), 2), ((6, 9), (2, 3)), ((4, 10), (4, 2))])
+def test_pixel_order_lists_the_pixels_in_unfold_patches_order_and_token_order_inverts_it(size, patch):
+    H, W = size
+    numbers = torch.arange(H * W, dtype=torch.float32).reshape(1, 1, H, W)
+    assert deploy.pixel_order(H, W, patch).tolist() == me.unfold_patches(numbers, patch).flatten().long().tolist()
+    order, inverse = deploy.pixel_order(H, W, patch), deploy.token_order(H, W, patch)
+    assert torch.equal(order[inverse], torch.arange(H * W)) and torch.equal(inverse[order], torch.arange(H * W))
+
+
+@pytest.mark.parametrize("size", [(16, 16), (14, 19)], ids=["multiple of the patch", "resized"])
+@pytest.mark.parametrize("patch", [2, (2, 3)])
+def test_gather_patches_block_computes_the_blocks_outputs_bit_for_bit(size, patch):
+    torch.manual_seed(0)
+    block = MobileViTBlock(8, 16, depth=1, patch_size=patch, num_heads=2).eval()
+    gathered = deploy.gather_patches(block)
+    assert type(gathered) is deploy.GatherPatchesBlock and type(block) is MobileViTBlock  # a copy
+    x = torch.randn(2, 8, *size)
+    y = block.local_rep(x)
+    with torch.inference_mode():
+        assert torch.equal(gathered.unfold(y[..., :12, :12]), block.unfold(y[..., :12, :12]))
+        assert torch.equal(gathered(x), block(x))
+
+
+def test_gather_patches_changes_every_mobilevit_block_of_a_network_and_nothing_else():
+    model = me.mobilevit_xxs().eval()
+    gathered = deploy.gather_patches(model)
+    kinds = [type(m).__name__ for m in gathered.modules()]
+    assert kinds.count("GatherPatchesBlock") == 3 and "MobileViTBlock" not in kinds
+    assert [type(m).__name__ for m in model.modules()].count("MobileViTBlock") == 3  # the original is untouched
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), gathered.state_dict().values()))
+    x = torch.rand(1, 3, 96, 128)
+    with torch.inference_mode():
+        assert torch.equal(gathered(x), model(x))
+
+
+def test_gather_patches_rejects_what_is_not_a_module():
+    with pytest.raises(TypeError, match="model must be an nn.Module, got Tensor"):
+        deploy.gather_patches(torch.zeros(1))
+
+
+@pytest.mark.parametrize("height, width, fragment", [(7, 8, "height must be"), (8, 9, "width must be"),
+                                                     (8.0, 8, "got 8.0"), (0, 8, "got 0")])
+def test_pixel_order_names_a_size_that_is_not_a_whole_number_of_patches(height, width, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        deploy.pixel_order(height, width, 2)
+    with pytest.raises(ValueError, match=fragment):
+        deploy.token_order(height, width, 2)

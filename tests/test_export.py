@@ -95,3 +95,26 @@ def test_browser_demo_assets_embed_pytorchs_output_and_onnx_runtime_reproduces_i
     before = (out / "demo.json").stat().st_mtime_ns
     assert browser_demo_assets.main(["--out", str(out), "--no-imagenet"]) == 0  # nothing changed: nothing done
     assert (out / "demo.json").stat().st_mtime_ns == before
+
+
+def six_axis_transposes(path, tmp_path):
+    """How many Transpose nodes of six axes the graph ONNX Runtime runs has (the einops unfold and fold)."""
+    import onnx
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / f"optimized_{Path(path).name}")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(options.optimized_model_filepath).graph.node
+    return sum(len(attribute.ints) == 6 for n in nodes if n.op_type == "Transpose" for attribute in n.attribute)
+
+
+def test_export_gathers_pixels_instead_of_transposing_six_axes(tiny, exports, tmp_path):
+    blocks = sum(type(m) is me.MobileViTBlock for m in tiny.modules())
+    plain = deploy.export_onnx(tiny, tmp_path / "plain.onnx", image_size=64, batch_size=1, gather=False)
+    assert six_axis_transposes(plain, tmp_path) == 2 * blocks  # one unfold and one fold per block
+    assert six_axis_transposes(exports["fixed"], tmp_path) == 0
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        for path in (plain, exports["fixed"]):
+            torch.testing.assert_close(deploy.run_onnx(deploy.onnx_session(path), x), tiny(x), atol=1e-4, rtol=1e-4)
