@@ -26,10 +26,13 @@ mobilevit_edu's export against the best of two exports of timm's model with the 
 one network timed in alternating rounds. Printed twice: the median of the runs and their minimum (on a
 loaded machine the minimum is the steadier estimate of what each file costs; the median says what a
 reader sees). Rows: ours with a fixed batch (`export_onnx(...,
-batch_size=1)`, what the browser page ships), ours with a free batch (the default), and for XXS
+batch_size=1)`, what the browser page ships), the same without the gather of `deploy.gather_patches`
+(`gather=False`: the unfold and fold are one six-axis transpose each), ours with a free batch (the
+default), and for XXS
 ours quantized to int8 by ONNX Runtime's static quantization (QDQ, per-channel weights, calibrated
 on 16 random images; random weights, so its accuracy is not measured here: see chapter 9). Ratios
-< 1: faster than timm's best export.
+< 1: faster than timm's best export. Then, for XXS, ONNX Runtime's profiler: the time of each
+operator type in three of the files (ours, ours with gather=False, timm's legacy export), in alternating rounds.
 
 To add a network, append a Network to NETWORKS (a name and a function returning mobilevit_edu's
 model and timm's with the same weights); to add a way of running it, append to VARIANTS.
@@ -187,10 +190,42 @@ def optimized_node_counts(path, optimized_path):
     return collections.Counter(node.op_type for node in onnx.load(str(optimized_path)).graph.node)
 
 
-def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",)):
+def time_by_operator(paths, feed, threads, prefix, runs=30, warmup=5):
+    """ONNX Runtime's profiler on each file of `paths` ({label: path}): {label: {operator type: ms per
+    run}}, largest first. The files run in alternating rounds, as in the latency table; each session's
+    first `warmup` runs are dropped; kernel times only, summed over the nodes of each type."""
+    import onnxruntime as ort
+
+    sessions = {}
+    for label, path in paths.items():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
+        options.enable_profiling = True
+        options.profile_file_prefix = f"{prefix}_{len(sessions)}"
+        sessions[label] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(warmup + runs):
+        for session in sessions.values():
+            session.run(None, feed)
+    result = {}
+    for label, session in sessions.items():
+        events = json.loads(Path(session.end_profiling()).read_text())
+        kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+        per_run = len(kernels) // (warmup + runs)
+        totals = {}
+        for e in kernels[-runs * per_run:]:
+            totals[e["args"]["op_name"]] = totals.get(e["args"]["op_name"], 0.0) + e["dur"] / 1e3 / runs
+        result[label] = dict(sorted(totals.items(), key=lambda item: -item[1]))
+    return result
+
+
+def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",), profile_for=("mobilevit_xxs",)):
     """Print ONNX Runtime's median latency of mobilevit_edu's exports and timm's, and their ratios;
-    return the rows as dicts (for --save)."""
-    rows = []
+    return the rows as dicts and, for the networks in `profile_for`, ONNX Runtime's time by operator
+    type of three of the files (for --save)."""
+    rows, profiles = [], {}
     x = torch.rand(1, 3, 256, 256)
     feed = {"image": x.numpy()}
     print(f"{'model':<15}{'export':<34}{'of runs':>8}{'ms':>8}{'MB':>7}{'/ timm best':>12}"
@@ -201,6 +236,8 @@ def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",)):
             w = Path(workdir)
             files = {
                 "ours, batch fixed to 1": deploy.export_onnx(ours, w / "ours1.onnx", batch_size=1),
+                "ours, batch 1, gather=False": deploy.export_onnx(ours, w / "ours1_six_axes.onnx", batch_size=1,
+                                                                 gather=False),
                 "ours, free batch (default)": deploy.export_onnx(ours, w / "ours.onnx"),
             }
             for label, dynamo in (("timm, dynamo exporter", True), ("timm, legacy exporter", False)):
@@ -210,6 +247,10 @@ def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",)):
                 files[label] = path
             if network.name in int8_for:
                 files["ours, int8 (static, QDQ)"] = quantize_int8(files["ours, batch fixed to 1"], w / "int8.onnx")
+            if network.name in profile_for:
+                compared = ("ours, batch 1, gather=False", "ours, batch fixed to 1", "timm, legacy exporter")
+                profiles[network.name] = time_by_operator({label: files[label] for label in compared}, feed, threads,
+                                                          w / "profile")
             sessions = {label: deploy.onnx_session(path, num_threads=threads) for label, path in files.items()}
             sizes = {label: path.stat().st_size / 1e6 for label, path in files.items()}
             nodes = {label: optimized_node_counts(path, w / f"optimized_{path.name}") for label, path in files.items()}
@@ -232,7 +273,15 @@ def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",)):
                              "ms": value[label] * 1e3, "MB": sizes[label], "ratio": value[label] / best,
                              "nodes": sum(nodes[label].values()), "Transpose": nodes[label]["Transpose"],
                              "Gemm": nodes[label]["Gemm"], "MatMul": nodes[label]["MatMul"]})
-    return rows
+    for name, by_file in profiles.items():
+        print(f"{name}: ONNX Runtime's profiler, ms per run by operator type (kernel time, alternating rounds)")
+        operators = sorted({op for times in by_file.values() for op in times},
+                           key=lambda op: -max(t.get(op, 0) for t in by_file.values()))
+        print(f"  {'operator':<24}" + "".join(f"{label:>30}" for label in by_file))
+        for op in operators[:8] + ["(all)"]:
+            cells = [sum(t.values()) if op == "(all)" else t.get(op, 0.0) for t in by_file.values()]
+            print(f"  {op:<24}" + "".join(f"{c:>30.3f}" for c in cells))
+    return rows, profiles
 
 
 def main():
@@ -257,11 +306,11 @@ def main():
               f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(header)
     if args.exports:
-        rows = export_table([m for m in args.models if m in ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")],
-                            args.rounds, args.warmup, args.threads)
+        rows, profiles = export_table([m for m in args.models if m in ("mobilevit_xxs", "mobilevit_xs", "mobilevit_s")],
+                                      args.rounds, args.warmup, args.threads)
         if args.save:
             args.save.write_text(json.dumps({"measured": header, "load_average_after": round(os.getloadavg()[0], 1),
-                                             "rows": rows}, indent=1) + "\n")
+                                             "rows": rows, "ms_by_operator": profiles}, indent=1) + "\n")
         return
     print(f"{'model':<17}{'variant':<24}{'ms':>8}{'timm eager ms':>15}{'ratio':>7}")
     variants = [(label, make) for label, make in VARIANTS if label in args.variants]
