@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+import mobilevit_edu as me
 from mobilevit_edu import deploy
-from mobilevit_edu.checks import CheckFailed, check_fold_batchnorm
+from mobilevit_edu.checks import CheckFailed, check_fold_batchnorm, check_pixel_order
+from tests._checking import is_stub, passes, rejects
 
 
 def stub(conv, bn):
@@ -140,3 +142,58 @@ def test_a_crash_names_the_case():
         return conv.weight * bn.weight  # (C_out, C_in/g, k, k) * (C_out,): broadcasting fails
 
     assert_rejected(crashes, "case '3x3 conv 3 -> 8 channels", "your code raised RuntimeError")
+
+
+# ------------------------------------------------------------------------ the unfold as a gather
+def order_by_loops(height, width, patch_size, *, patch_outer=False, columns_first=False, patches_by_column=False):
+    """A student's pixel_order with loops, and switches for the typical mistakes."""
+    ph, pw = patch_size
+    positions = [(i, j) for i in range(ph) for j in range(pw)]
+    if columns_first:
+        positions = [(i, j) for j in range(pw) for i in range(ph)]
+    patches = [(r, c) for r in range(0, height, ph) for c in range(0, width, pw)]
+    if patches_by_column:
+        patches = [(r, c) for c in range(0, width, pw) for r in range(0, height, ph)]
+    pairs = [(p, n) for n in patches for p in positions] if patch_outer else [(p, n) for p in positions for n in patches]
+    return torch.tensor([(r + i) * width + (c + j) for (i, j), (r, c) in pairs])
+
+
+def order_by_unfold(height, width, patch_size):
+    numbers = torch.arange(height * width, dtype=torch.float32).reshape(1, 1, height, width)
+    return me.unfold_patches(numbers, patch_size).flatten().long()
+
+
+def test_pixel_order_reference_and_student_answers_pass(capsys):
+    for answer in (deploy.pixel_order, order_by_loops, order_by_unfold):
+        passes(check_pixel_order, answer, capsys)
+
+
+def test_pixel_order_stub_is_not_implemented(capsys):
+    is_stub(check_pixel_order, lambda h, w, p: stub(None, None), capsys)
+
+
+@pytest.mark.parametrize("answer, fragments", [
+    (lambda h, w, p: order_by_loops(h, w, p, patch_outer=True), ["patch by patch", "(P, N), not (N, P)"]),
+    (lambda h, w, p: order_by_loops(h, w, p, columns_first=True), ["inside a patch column by column"]),
+    (lambda h, w, p: order_by_loops(h, w, p, patches_by_column=True), ["patches column by column"]),
+    (lambda h, w, p: order_by_loops(h, w, p).argsort(), ["inverse permutation"]),
+    (lambda h, w, p: order_by_loops(h, w, p) + 1, ["plus 1", "start at 0"]),
+    (lambda h, w, p: order_by_loops(h, w, (p[1], p[0])) if h % p[1] == 0 and w % p[0] == 0 else order_by_loops(h, w, p),
+     ["pw for the height"]),
+    (lambda h, w, p: torch.arange(h * w), ["own row-major order"]),
+    (lambda h, w, p: order_by_unfold(h, w, p).float(), ["1-D tensor of ints", "torch.float32"]),
+    (lambda h, w, p: order_by_unfold(h, w, p).reshape(p[0] * p[1], -1), ["1-D", "shape (4, 4)"]),
+    (lambda h, w, p: order_by_loops(h, w, p)[:-1], ["one per pixel"]),
+    (lambda h, w, p: torch.tensor([(r + i) * h + c + j for i in range(p[0]) for j in range(p[1])
+                                   for r in range(0, h, p[0]) for c in range(0, w, p[1])]),
+     ["8 x 4 map", "not a permutation", "row * width + column"]),
+])
+def test_pixel_order_rejects_wrong_answers_naming_the_mistake(answer, fragments):
+    rejects(check_pixel_order, answer, *fragments)
+
+
+def test_pixel_order_may_not_call_the_package():
+    def pixel_order(height, width, patch_size):
+        return deploy.pixel_order(height, width, patch_size)
+
+    rejects(check_pixel_order, pixel_order, "which is the answer")

@@ -9,7 +9,7 @@ chapters use it too.
 from ._common import CheckFailed, randomize_batchnorm
 from .cnn import check_conv2d_unfold, check_inverted_residual, check_mv2_cost, check_receptive_field
 from .attention import check_scaled_dot_product_attention, check_transformer_layer, check_transformer_layer_macs
-from .deploy import check_fold_batchnorm
+from .deploy import check_fold_batchnorm, check_pixel_order
 from .mobilevit import check_fold_patches, check_mobilevit_block, check_mobilevit_config, check_mobilevit_forward, check_unfold_patches
 from .mobilevit import check_attention_partners, check_mobilevit_block_macs, check_stage_sizes
 from .training import check_batch_size_for, check_lr_schedule, check_multiscale_batches

@@ -3,6 +3,8 @@
 - `check_fold_batchnorm(fn)`: your `fold_batchnorm(conv, bn) -> nn.Conv2d` against `bn(conv(x))` with
   `bn` in eval mode, on convolutions with and without a bias, depthwise and strided, and a BatchNorm
   whose eps matters (small running variances).
+- `check_pixel_order(fn)`: your `pixel_order(height, width, patch_size)`, the unfold as a list of pixels
+  (the gather of `deploy.gather_patches`), against `mobilevit_edu.deploy.pixel_order`.
 """
 
 import torch
@@ -206,3 +208,126 @@ def check_fold_batchnorm(fn):
         f"one nn.Conv2d equal to conv -> BatchNorm (eval) on all {len(FOLD_CASES)} cases:\n  with and without"
         " conv bias, depthwise, stride 2, groups,\n  eps 1e-5 and 1e-3 with small running variances",
     )
+
+
+# ------------------------------------------------------------------------ the unfold as a gather
+# (height, width, (ph, pw)): a square map, a tall map with tall patches (where ph and pw can be swapped
+# without an error), non-square patches, XXS's first MobileViT block
+ORDER_CASES = [(4, 4, (2, 2)), (8, 4, (4, 2)), (6, 9, (2, 3)), (32, 32, (2, 2))]
+
+
+def _order_from_pattern(height, width, ph, pw, pattern):
+    """The row-major pixel indices read in the order an einops `pattern` ("(...) (...) -> (...)") gives."""
+    from einops import rearrange
+
+    numbers = torch.arange(height * width).reshape(height, width)
+    return rearrange(numbers, pattern, ph=ph, pw=pw).flatten()
+
+
+def _order_mistakes(height, width, ph, pw):
+    """{name: (wrong order, hint)} for the usual mistakes, each computed for this case."""
+    mistakes = {
+        "inverse": (deploy.token_order(height, width, (ph, pw)),
+                    "yours is the inverse permutation: for each pixel, where it lands (what fold needs). Entry i"
+                    " must be the pixel that lands at position i"),
+        "vit": (_order_from_pattern(height, width, ph, pw, "(nh ph) (nw pw) -> (nh nw ph pw)"),
+                "you list the pixels patch by patch (ViT's order). MobileViT's unfold groups them by their position"
+                " in the patch first: all top-left pixels, then the next position, ... (P, N), not (N, P)"),
+        "positions by column": (_order_from_pattern(height, width, ph, pw, "(nh ph) (nw pw) -> (pw ph nh nw)"),
+                                "you number the positions inside a patch column by column; unfold numbers them row"
+                                " by row (ph, then pw)"),
+        "patches by column": (_order_from_pattern(height, width, ph, pw, "(nh ph) (nw pw) -> (ph pw nw nh)"),
+                              "you number the patches column by column (nw, then nh); unfold numbers them row by row"),
+        "split": (_order_from_pattern(height, width, ph, pw, "(ph nh) (pw nw) -> (ph pw nh nw)"),
+                  "you split the height as (ph nh) and the width as (pw nw). A patch is ph neighbouring rows, so the"
+                  " height is (nh ph): which patch outside, the row inside the patch inside"),
+        "identity": (torch.arange(height * width), "you return the pixels in their own row-major order: nothing is"
+                                                   " rearranged"),
+    }
+    if height % pw == 0 and width % ph == 0 and ph != pw:
+        mistakes["swapped"] = (deploy.pixel_order(height, width, (pw, ph)),
+                               "you use pw for the height and ph for the width: patch_size is (ph, pw), height first")
+    return mistakes
+
+
+def _matching_mistakes(actual, height, width, ph, pw):
+    return {name: hint for name, (wrong, hint) in _order_mistakes(height, width, ph, pw).items()
+            if torch.equal(actual, wrong)}
+
+
+def _order_hint(fn, case_index, actual):
+    """The hint for a wrong order in ORDER_CASES[case_index]: the mistakes it matches, narrowed down by the
+    later cases where two mistakes give the same order (2 x 2 patches on a 4 x 4 map do that); "" if none."""
+    height, width, (ph, pw) = ORDER_CASES[case_index]
+    matches = _matching_mistakes(actual, height, width, ph, pw)
+    for height, width, (ph, pw) in ORDER_CASES[case_index + 1:]:
+        if len(matches) < 2:
+            break
+        try:
+            later = torch.as_tensor(fn(height, width, (ph, pw))).long()
+        except Exception:  # the later cases only narrow the hint down; their errors are reported when reached
+            break
+        narrowed = {name: hint for name, hint in _matching_mistakes(later, height, width, ph, pw).items()
+                    if name in matches}
+        if narrowed:
+            matches = narrowed
+    hints = list(matches.values())
+    if len(hints) > 1:
+        return ". Hint: two mistakes give this order, and these cases cannot tell which: " + "; or ".join(hints)
+    return f". Hint: {hints[0]}" if hints else ""
+
+
+FORBIDDEN_ORDERS = [(deploy, "pixel_order"), (deploy, "token_order")]
+
+
+def check_pixel_order(fn):
+    """Check `fn(height, width, patch_size)`: a 1-D tensor (or list) of height * width ints whose entry i is
+    the row-major index of the pixel that `unfold_patches` puts at position i of its (P, N) layout, against
+    `mobilevit_edu.deploy.pixel_order`, which the exercise may not call."""
+
+    def body():
+        for index, (height, width, (ph, pw)) in enumerate(ORDER_CASES):
+            case = f"case {height} x {width} map, {ph} x {pw} patches"
+            with forbid(FORBIDDEN_ORDERS, None) as forbidden:
+                try:
+                    actual = call(fn, height, width, (ph, pw), case=case)
+                except CheckFailed:
+                    if forbidden:
+                        break
+                    raise
+            if forbidden:
+                break
+            try:
+                actual = torch.as_tensor(actual)
+            except (TypeError, ValueError, RuntimeError):
+                raise CheckFailed(f"{case}: expected a 1-D tensor or list of ints, got {type(actual).__name__}") from None
+            if actual.dtype.is_floating_point or actual.dtype == torch.bool or actual.dim() != 1:
+                raise CheckFailed(f"{case}: expected a 1-D tensor of ints (height * width = {height * width} of"
+                                  f" them), got dtype {actual.dtype} and shape {tuple(actual.shape)}")
+            actual = actual.long()
+            expected = deploy.pixel_order(height, width, (ph, pw))
+            if torch.equal(actual, expected):
+                continue
+            if actual.numel() != height * width:
+                raise CheckFailed(f"{case}: expected {height * width} entries, one per pixel; you give {actual.numel()}")
+            if torch.equal(actual, expected + 1):
+                raise CheckFailed(f"{case}: yours is the right order, plus 1: pixel indices start at 0 (row * width + col)")
+            if not torch.equal(actual.sort().values, torch.arange(height * width)):
+                raise CheckFailed(f"{case}: yours is not a permutation of 0 .. {height * width - 1}: every pixel must"
+                                  " appear exactly once (the unfold only moves pixels), as its row-major index"
+                                  " row * width + column")
+            i = int((actual != expected).nonzero()[0])
+            got, want = int(actual[i]), int(expected[i])
+            message = (f"{case}: at position {i} (p = {i // (height * width // (ph * pw))}, n ="
+                       f" {i % (height * width // (ph * pw))}) you give pixel {got} (row {got // width}, column"
+                       f" {got % width}); unfold_patches puts pixel {want} there (row {want // width}, column {want % width})")
+            raise CheckFailed(message + _order_hint(fn, index, actual))
+        names = [n for n in calls_by_name(fn, ["pixel_order", "token_order"]) if n != getattr(fn, "__name__", None)]
+        if forbidden or names:
+            raise CheckFailed("your pixel_order calls mobilevit_edu.deploy's pixel_order or token_order, which is the"
+                              " answer. Build the order yourself: loops, or unfold_patches / einops on a map of"
+                              " pixel numbers")
+
+    run_check("pixel_order", body,
+              f"the unfold's order of pixels on all {len(ORDER_CASES)} cases (square and non-square patches,"
+              " XXS's 32 x 32 map)")

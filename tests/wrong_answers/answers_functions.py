@@ -460,6 +460,82 @@ FOLD_RIGHT = [("rsqrt and nn.Parameter", fold_rsqrt), ("deepcopy and in-place", 
 SETS["check_fold_batchnorm"] = (checks.check_fold_batchnorm, FOLD_WRONG, FOLD_RIGHT)
 
 
+# ============================================================================ chapter 9: the unfold as a gather
+def _order_einops(pattern, swap=False, offset=0):
+    def pixel_order(height, width, patch_size):
+        ph, pw = patch_size[::-1] if swap else patch_size
+        numbers = torch.arange(height * width).reshape(height, width)
+        return rearrange(numbers, pattern, ph=ph, pw=pw).flatten() + offset
+    return pixel_order
+
+
+def order_loops_patch_first(height, width, patch_size):
+    ph, pw = patch_size
+    order = []
+    for r in range(0, height, ph):  # one patch after the other: ViT's order
+        for c in range(0, width, pw):
+            for i in range(ph):
+                for j in range(pw):
+                    order.append((r + i) * width + c + j)
+    return torch.tensor(order)
+
+
+def order_loops_index_by_height(height, width, patch_size):
+    ph, pw = patch_size
+    return torch.tensor([(r + i) * height + c + j for i in range(ph) for j in range(pw)
+                         for r in range(0, height, ph) for c in range(0, width, pw)])
+
+
+def order_unfold_float(height, width, patch_size):
+    numbers = torch.arange(height * width, dtype=torch.float32).reshape(1, 1, height, width)
+    return me.unfold_patches(numbers, patch_size).flatten()  # floats: forgot .long()
+
+
+def order_unfold_table(height, width, patch_size):
+    numbers = torch.arange(height * width, dtype=torch.float32).reshape(1, 1, height, width)
+    return me.unfold_patches(numbers, patch_size)[0, :, :, 0].long()  # the (P, N) table, not flattened
+
+
+def order_every_pixel_a_patch(height, width, patch_size):
+    ph, pw = patch_size
+    return torch.tensor([(r + i) * width + c + j for i in range(ph) for j in range(pw)
+                         for r in range(0, height - ph + 1) for c in range(0, width - pw + 1)])  # stride 1
+
+
+def order_inverse(height, width, patch_size):
+    ph, pw = patch_size
+    numbers = torch.arange(height * width).reshape(height, width)
+    return rearrange(numbers, "(nh ph) (nw pw) -> (ph pw nh nw)", ph=ph, pw=pw).flatten().argsort()
+
+
+ORDER_WRONG = [
+    ("ViT's order with einops", _order_einops("(nh ph) (nw pw) -> (nh nw ph pw)"), ["patch by patch"]),
+    ("ViT's order with loops", order_loops_patch_first, ["patch by patch"]),
+    ("positions column by column", _order_einops("(nh ph) (nw pw) -> (pw ph nh nw)"), ["column by column"]),
+    ("patches column by column", _order_einops("(nh ph) (nw pw) -> (ph pw nw nh)"), ["patches column by column"]),
+    ("(ph nh) split", _order_einops("(ph nh) (pw nw) -> (ph pw nh nw)"), ["(nh ph)"]),
+    ("ph and pw swapped", _order_einops("(nh ph) (nw pw) -> (ph pw nh nw)", swap=True), ["pw for the height"]),
+    ("1-based", _order_einops("(nh ph) (nw pw) -> (ph pw nh nw)", offset=1), ["start at 0"]),
+    ("the inverse, by argsort", order_inverse, ["inverse permutation"]),
+    ("row * height", order_loops_index_by_height, ["row * width"]),
+    ("floats from unfold_patches", order_unfold_float, ["of ints"]),
+    ("the (P, N) table", order_unfold_table, ["1-D"]),
+    ("overlapping patches", order_every_pixel_a_patch, ["one per pixel"]),
+    ("no rearranging", lambda height, width, patch_size: torch.arange(height * width), ["own row-major order"]),
+]
+
+
+def order_list(height, width, patch_size):
+    ph, pw = patch_size
+    return [(nh * ph + i) * width + nw * pw + j for i in range(ph) for j in range(pw)
+            for nh in range(height // ph) for nw in range(width // pw)]
+
+
+ORDER_RIGHT = [("einops on numbers", _order_einops("(nh ph) (nw pw) -> (ph pw nh nw)")), ("a list", order_list),
+               ("unfold_patches, .long()", lambda h, w, p: order_unfold_float(h, w, p).long())]
+SETS["check_pixel_order"] = (checks.check_pixel_order, ORDER_WRONG, ORDER_RIGHT)
+
+
 # ============================================================================ chapter 10: separable attention
 def _sep(sm_dim=-1, sum_dim=-1, relu="value", combine="mul", weight="softmax", keep=True):
     def separable_self_attention(query, key, value):
