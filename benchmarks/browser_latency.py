@@ -11,8 +11,9 @@ Networks (batch 1, `deploy.export_onnx(..., batch_size=1)` as the page ships the
 - chapter 7's trained mobilevit_mini and cnn_mini at 40 x 40, the page's two networks;
 - MobileViT-XXS at 256 x 256 (random weights), exported with the gather of `deploy.gather_patches` (the
   default) and with gather=False, to see whether the browser gains from it too.
-For each: the browser's median of --runs runs after 5 warm-ups (wasm, 1 thread: what the page gets on a
-static host, which cannot give the cross-origin isolation WebAssembly threads need), and in the same
+For each: the browser's median of --runs runs after 5 warm-ups, timed by the page's own `timeRuns`
+(book/browser_demo.js; wasm, 1 thread: what the page gets on a static host, which cannot give the
+cross-origin isolation WebAssembly threads need), and in the same
 run native ONNX Runtime with 1 thread and PyTorch with 1 thread (alternating rounds). The browser's
 output is compared with PyTorch's for the same input. Ratios > 1: the browser is slower.
 """
@@ -42,25 +43,15 @@ from mobilevit_edu.checks import randomize_batchnorm  # noqa: E402
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>ONNX Runtime Web timing</title>
 <script type="module">
+// the book's page's own timing (book/browser_demo.js, copied to demo/), on the same ONNX Runtime Web
 import * as ort from "./ort/ort.wasm.min.mjs";
-ort.env.wasm.numThreads = 1;
-ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
-// the median and minimum of `runs` runs after `warmup` ones, and the output for the input `x`
+import { timeRuns } from "./demo/browser_demo.js";
 window.timeFile = async (file, x, shape, runs, warmup) => {
   const session = await ort.InferenceSession.create(file, { executionProviders: ["wasm"] });
   const feeds = { image: new ort.Tensor("float32", Float32Array.from(x), shape) };
   const output = Array.from((await session.run(feeds)).logits.data);
-  for (let i = 0; i < warmup; i++) await session.run(feeds);
-  const times = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await session.run(feeds);
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  const middle = times.length >> 1;
-  const median = times.length % 2 ? times[middle] : (times[middle - 1] + times[middle]) / 2;
-  return JSON.stringify({ median_ms: median, min_ms: times[0], output, onnxruntime_web: ort.env.versions.web });
+  const median = await timeRuns(session, feeds, warmup, runs);
+  return JSON.stringify({ median_ms: median, output, threads: ort.env.wasm.numThreads, onnxruntime_web: ort.env.versions.web });
 };
 window.ready = true;
 </script>
@@ -109,6 +100,8 @@ def main(argv=None):
         warnings.simplefilter("ignore")  # the tracing exporter warns about the shape checks it freezes
         workdir = Path(folder)
         shutil.copytree(ort_dir, workdir / "ort")
+        (workdir / "demo").mkdir()
+        shutil.copy(ROOT / "book" / "browser_demo.js", workdir / "demo" / "browser_demo.js")
         (workdir / "bench.html").write_text(PAGE)
         rows = networks(workdir)
         server, base = serve(workdir)
@@ -125,8 +118,9 @@ def main(argv=None):
         finally:
             browser.close()
             server.shutdown()
-        print(f"ONNX Runtime Web {next(iter(in_browser.values()))['onnxruntime_web']} (wasm, 1 thread) in"
-              f" {Path(chromium).name}")
+        first = next(iter(in_browser.values()))
+        print(f"ONNX Runtime Web {first['onnxruntime_web']} (wasm, {first['threads']} thread(s)) in {Path(chromium).name},"
+              " timed by the book page's own timeRuns (book/browser_demo.js)")
         print(f"{'network':<36}{'browser ms':>11}{'native ORT ms':>14}{'PyTorch ms':>11}{'browser/ORT':>12}"
               f"{'browser/PyTorch':>16}{'max |diff|':>11}")
         for label, model, path, x in rows:

@@ -14,11 +14,12 @@ const threads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurr
 ort.env.wasm.numThreads = threads;
 ort.env.wasm.wasmPaths = new URL("../ort/", import.meta.url).href;
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+export const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const softmax = (z) => { const m = Math.max(...z); const e = z.map((v) => Math.exp(v - m)); const t = e.reduce((a, b) => a + b, 0); return e.map((v) => v / t); };
 const kB = (bytes) => `${Math.round(bytes / 1e3).toLocaleString("en")} kB`;
 
-async function timeRuns(session, feeds, warmup = WARMUP, runs = RUNS) {
+// the median time of `runs` runs after `warmup` ones (benchmarks/browser_latency.py imports it too)
+export async function timeRuns(session, feeds, warmup = WARMUP, runs = RUNS) {
   for (let i = 0; i < warmup; i++) await session.run(feeds);
   const times = [];
   for (let i = 0; i < runs; i++) {
@@ -182,8 +183,10 @@ async function main() {
   await imagenetDemo(demo);
 }
 
-main().catch((error) => {
-  const result = { ok: false, error: String(error), backend: "wasm", threads };
-  $("mobilevit-demo-result").textContent = JSON.stringify(result);
-  $("demo-selftest").textContent = `The demo could not start: ${error}`;
-});
+if ($("mobilevit-demo-result")) {  // on the book's page (a page that only imports timeRuns has none)
+  main().catch((error) => {
+    const result = { ok: false, error: String(error), backend: "wasm", threads };
+    $("mobilevit-demo-result").textContent = JSON.stringify(result);
+    $("demo-selftest").textContent = `The demo could not start: ${error}`;
+  });
+}
