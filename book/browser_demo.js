@@ -149,21 +149,25 @@ async function imagenetDemo(demo) {
   $("demo-photo").addEventListener("change", async (event) => {
     const file = event.target.files[0];
     if (!file) return;
-    const bitmap = await createImageBitmap(file), N = part.input_size;
-    // timm's preprocessing: shorter side to floor(256 / 0.9), centre crop 256, pixels in [0, 1], RGB
-    const scale = Math.floor(N / 0.9) / Math.min(bitmap.width, bitmap.height);
+    const bitmap = await createImageBitmap(file), N = part.input_size, pre = part.preprocessing;
+    // as mobilevit_edu.pretrained.preprocess (timm's rule): shorter side to floor(N / crop_pct), centre crop N x N,
+    // pixels / 255, channel order, (x - mean) / std; the browser's smoothing stands in for PIL's bicubic filter
+    const scale = Math.floor(N / pre.crop_pct) / Math.min(bitmap.width, bitmap.height);
     const w = bitmap.width * scale, h = bitmap.height * scale;
     const ctx = $("demo-photo-canvas").getContext("2d");
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(bitmap, (N - w) / 2, (N - h) / 2, w, h);
     const rgba = ctx.getImageData(0, 0, N, N).data, x = new Float32Array(3 * N * N);
-    for (let i = 0; i < N * N; i++) for (let ch = 0; ch < 3; ch++) x[ch * N * N + i] = rgba[4 * i + ch] / 255;
+    const source = pre.channel_order === "BGR" ? [2, 1, 0] : [0, 1, 2];  // which RGBA byte feeds channel ch
+    for (let i = 0; i < N * N; i++)
+      for (let ch = 0; ch < 3; ch++) x[ch * N * N + i] = (rgba[4 * i + source[ch]] / 255 - pre.mean[ch]) / pre.std[ch];
     const t0 = performance.now();
     const logits = Array.from((await session.run({ image: new ort.Tensor("float32", x, [1, 3, N, N]) })).logits.data);
     const ms = performance.now() - t0, p = softmax(logits);
     const top = p.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]).slice(0, 5);
     $("demo-top5").innerHTML = top.map(([v, i]) => `<li>${part.class_names[i]}: ${(100 * v).toFixed(1)} %</li>`).join("") +
-      `<li style="list-style:none">(${ms.toFixed(0)} ms on this device)</li>`;
+      `<li style="list-style:none">(${ms.toFixed(0)} ms on this device, for this one run)</li>`;
+    $("demo-top5").dataset.result = JSON.stringify(top.map(([v, i]) => ({ index: i, probability: v })));  // for checks
   });
 }
 

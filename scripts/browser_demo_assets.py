@@ -50,23 +50,42 @@ def inputs_hash():
     return digest.hexdigest()[:16]
 
 
-def imagenet_part(out, try_download=True):
-    """Export MobileViT-XXS with the ImageNet weights when they can be downloaded; else say why not."""
-    if not try_download:
+def imagenet_part(out, try_download=True, model=None):
+    """Export MobileViT-XXS with the ImageNet weights when they can be downloaded; else say why not.
+
+    `model`: a network to export instead of downloading (it needs `class_names` and `preprocessing`, as
+    `load_pretrained` gives them); scripts/check_browser_demo.py passes a stand-in with random weights to
+    check the part offline, as the book built online would show it."""
+    if model is None and not try_download:
         return {"available": False, "why": "This copy of the book was built without the ImageNet part "
                                            "(scripts/browser_demo_assets.py --no-imagenet)."}
+    import torch
+
     from mobilevit_edu import deploy
     from mobilevit_edu.pretrained import WeightsUnavailableError, load_pretrained
 
-    try:
-        model = load_pretrained("mobilevit_xxs")
-    except (WeightsUnavailableError, ImportError) as error:
-        reason = getattr(error, "reason", "") or type(error).__name__
-        return {"available": False,
-                "why": "This copy of the book was built without internet access, so it does not contain "
-                       f"MobileViT-XXS's ImageNet weights ({reason}); the book built online has them.".replace("..", ".")}
-    path = deploy.export_onnx(model, out / "mobilevit_xxs.onnx", image_size=256, batch_size=1, dynamo=False)
-    return {"available": True, "file": path.name, "bytes": path.stat().st_size, "input_size": 256,
+    if model is None:
+        try:
+            model = load_pretrained("mobilevit_xxs")
+        except (WeightsUnavailableError, ImportError) as error:
+            reason = getattr(error, "reason", "") or type(error).__name__
+            return {"available": False,
+                    "why": "This copy of the book was built without internet access, so it does not contain "
+                           f"MobileViT-XXS's ImageNet weights ({reason}); the book built online has them.".replace("..", ".")}
+    size = model.preprocessing.input_size
+    path = deploy.export_onnx(model, out / "mobilevit_xxs.onnx", image_size=size, batch_size=1, dynamo=False)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(SELF_TEST_SEED))
+    with torch.inference_mode():
+        expected = model(x)
+        difference = (deploy.run_onnx(deploy.onnx_session(path, num_threads=1), x) - expected).abs().max().item()
+    scale = max(1.0, expected.abs().max().item())  # float32 rounding grows with the logits' size
+    if difference > 1e-5 * scale:
+        raise SystemExit(f"mobilevit_xxs: ONNX Runtime differs from PyTorch by {difference:.2g} on a random input "
+                         f"(logits up to {scale:.3g}; allowed {1e-5 * scale:.2g})")
+    p = model.preprocessing  # the page prepares a photo as mobilevit_edu.pretrained.preprocess does, from these
+    return {"available": True, "file": path.name, "bytes": path.stat().st_size, "input_size": size,
+            "preprocessing": {"crop_pct": p.crop_pct, "mean": list(p.mean), "std": list(p.std),
+                              "channel_order": p.channel_order},
             "class_names": list(model.class_names)}
 
 

@@ -12,6 +12,13 @@ and no request of the page left the machine or failed. It prints the JSON, then 
 the page at a phone's viewport (390 x 844) and a desktop's (1280 x 800) into
 <build>/screenshots/browser_demo/ (look at them), after drawing a new random pair once at each size.
 
+The ImageNet part appears only in the book built online (it needs the downloaded weights), so the check
+also opens a copy of the page (hard links of <build>/html, in a temporary folder) whose ImageNet part holds a
+stand-in: MobileViT-XXS with random weights, exported by scripts/browser_demo_assets.py as the online build
+exports the real one. It gives the page's file input a 284 x 284 photo (the size that timm's resize leaves
+as it is, so the page's canvas and mobilevit_edu.pretrained.preprocess see the same pixels) and fails
+unless the page's top-5 are PyTorch's classes with probabilities within 1e-4 (screenshot imagenet.png).
+
 Usage:
     python scripts/check_browser_demo.py                       # the book in _build/ (bash scripts/book.sh)
     python scripts/check_browser_demo.py --build /tmp/x/_build
@@ -20,7 +27,10 @@ Exit status 1 when the page fails, 2 when Chromium is missing.
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +45,9 @@ MAX_ABS_DIFF = 1e-3
 WAIT_S = 30  # for the self-test (it takes well under a second once ONNX Runtime Web has loaded)
 VIEWPORTS = {"phone": (390, 844, True), "desktop": (1280, 800, False)}
 RESULT_JS = "(document.getElementById('mobilevit-demo-result') || {}).textContent || ''"
+TOP5_JS = "(document.getElementById('demo-top5') || {dataset: {}}).dataset.result || ''"
+PHOTO_SIZE = 284  # floor(256 / 0.9): timm's resize keeps it, the centre crop takes 256 x 256 of it
+TOP5_TOLERANCE = 1e-4  # float32 in WebAssembly against float32 in PyTorch, on the same pixels
 
 
 def result_problems(result):
@@ -53,6 +66,122 @@ def result_problems(result):
     if not isinstance(result.get("threads"), int) or result["threads"] < 1:
         problems.append(f"threads is {result.get('threads')!r}, expected a positive int")
     return problems
+
+
+def stand_in_model():
+    """MobileViT-XXS with random weights (seed 0) in the place of the ImageNet weights, with the same
+    `class_names` and `preprocessing` as `load_pretrained` gives. Fresh BatchNorm statistics (mean 0,
+    variance 1) leave a random network almost blind to its input (a BGR photo moves its top-5
+    probabilities by 1e-7), so the statistics are first measured on 8 other smooth random photos, and
+    the head is scaled by 30: then a wrong channel order, a one-pixel shift or /256 instead of /255 in the
+    page changes the top-5 classes or their probabilities by 0.01 or more."""
+    import torch
+    from torch import nn
+
+    from mobilevit_edu.models import CONFIGS, MobileViT
+    from mobilevit_edu.pretrained import IMAGENET_PREPROCESSING, imagenet_class_names
+
+    torch.manual_seed(0)
+    model = MobileViT(CONFIGS["mobilevit_xxs"])
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # running statistics = the plain average over the batches seen
+    size = IMAGENET_PREPROCESSING.input_size
+    with torch.no_grad():
+        model.train()(torch.cat([photo_tensor(seed, size) for seed in range(1, 9)]))
+        model.head.weight.mul_(30)
+    model.class_names = imagenet_class_names()
+    model.preprocessing = IMAGENET_PREPROCESSING
+    return model.eval()
+
+
+def photo_tensor(seed, size):
+    """A smooth random RGB image, (1, 3, size, size) in [0, 1]: a 6 x 6 grid of random colours, resized bicubic."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    colours = np.random.default_rng(seed).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    pixels = np.array(Image.fromarray(colours).resize((size, size), Image.Resampling.BICUBIC))
+    return torch.from_numpy(pixels).permute(2, 0, 1).float().div(255).unsqueeze(0)
+
+
+def photo(path):
+    """The photo the check gives the page: photo_tensor(0, 284) as a PNG at `path`."""
+    from PIL import Image
+
+    pixels = photo_tensor(0, PHOTO_SIZE)[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+    Image.fromarray(pixels).save(path)
+
+
+def expected_top5(model, path):
+    """PyTorch's top-5 (class index, probability) for the photo, prepared by mobilevit_edu.pretrained.preprocess."""
+    import torch
+
+    from mobilevit_edu.pretrained import preprocess
+
+    with torch.inference_mode():
+        probabilities = model(preprocess(path, model.preprocessing)).softmax(-1)[0]
+    values, indices = probabilities.topk(5)
+    return list(zip(indices.tolist(), values.tolist()))
+
+
+def top5_problems(got, expected):
+    """What differs between the page's top-5 (list of {index, probability}) and PyTorch's."""
+    if [g.get("index") for g in got] != [i for i, _ in expected]:
+        return [f"the page's top-5 classes are {[g.get('index') for g in got]}, PyTorch's {[i for i, _ in expected]}"]
+    worst = max(abs(g["probability"] - p) for g, (_, p) in zip(got, expected))
+    if not worst <= TOP5_TOLERANCE:
+        return [f"the page's top-5 probabilities differ from PyTorch's by {worst:.2g} (allowed {TOP5_TOLERANCE})"]
+    return []
+
+
+def check_imagenet_stand_in(browser, html, out_dir):
+    """The ImageNet part as the book built online shows it, with a stand-in network (see the module's
+    docstring): returns (problems, a sentence for the log)."""
+    sys.path.insert(0, str(_nbtools.ROOT))
+    from browser_demo_assets import imagenet_part
+
+    with tempfile.TemporaryDirectory(dir=html.parent, prefix="imagenet-stand-in-") as tmp:
+        copy = Path(tmp) / "html"
+        shutil.copytree(html, copy, copy_function=os.link)  # hard links: no 70 MB copy
+        demo_dir = copy / "_static" / "browser_demo"
+        model = stand_in_model()
+        demo = json.loads((demo_dir / "demo.json").read_text())
+        demo["imagenet"] = imagenet_part(demo_dir, model=model)
+        (demo_dir / "demo.json").unlink()  # a hard link to the build's file: replace it, do not write through it
+        (demo_dir / "demo.json").write_text(json.dumps(demo))
+        picture = Path(tmp) / "photo.png"
+        photo(picture)
+        expected = expected_top5(model, picture)
+
+        server, base = serve(copy)
+        try:
+            _, session = browser.open_tab(VIEWPORTS["phone"][:2], ("Page", "Network", "Runtime", "DOM"))
+            width, height, mobile = VIEWPORTS["phone"]
+            browser.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                                "deviceScaleFactor": 1, "mobile": mobile}, session)
+            browser.send("Page.navigate", {"url": base + PAGE}, session)
+            try:
+                browser.wait_until(session, "!!document.getElementById('demo-photo')", WAIT_S,
+                                   "the ImageNet part's file input", interval=0.1)
+                root = browser.send("DOM.getDocument", {}, session)["root"]["nodeId"]
+                node = browser.send("DOM.querySelector", {"nodeId": root, "selector": "#demo-photo"}, session)["nodeId"]
+                browser.send("DOM.setFileInputFiles", {"files": [str(picture)], "nodeId": node}, session)
+                got = json.loads(browser.wait_until(session, TOP5_JS, WAIT_S, "#demo-top5 filled", interval=0.1))
+            except TimeoutError as error:
+                return [f"ImageNet part (stand-in network): {error}"], ""
+            problems = [f"ImageNet part (stand-in network): {p}" for p in top5_problems(got, expected)]
+            found, _ = network_problems(browser.events, session)
+            problems += found
+            browser.evaluate(session, "document.getElementById('demo-imagenet').scrollIntoView(); 0")
+            browser.screenshot(session, out_dir / "imagenet.png")
+        finally:
+            server.shutdown()
+    worst = max((abs(g["probability"] - p) for g, (_, p) in zip(got, expected)), default=float("nan"))
+    return problems, (f"ImageNet part (stand-in XXS, random weights): top-5 {[i for i, _ in expected]} as PyTorch's, "
+                      f"probabilities within {worst:.1e}")
 
 
 def main(argv=None):
@@ -113,6 +242,11 @@ def main(argv=None):
             browser.evaluate(session, "document.getElementById('mobilevit-demo').scrollIntoView(); 0")
             browser.screenshot(session, out_dir / f"{name}.png")
             shots.append(f"{name}.png")
+        found, sentence = check_imagenet_stand_in(browser, html, out_dir)
+        problems += found
+        if sentence:
+            print(sentence)
+            shots.append("imagenet.png")
     finally:
         browser.close()
         server.shutdown()

@@ -24,7 +24,9 @@
 #                            (scripts/check_offline.py; skipped with a message without chromium)
 #   5a. browser demo         opens book/run_in_browser.html offline: ONNX Runtime Web runs chapter 7's
 #                            networks, the self-test's JSON must say ok (within 1e-3 of PyTorch), a
-#                            latency, no request out (scripts/check_browser_demo.py; needs chromium)
+#                            latency, no request out; the ImageNet part (online builds only) with a
+#                            stand-in XXS: its top-5 for a photo = PyTorch's (scripts/check_browser_demo.py;
+#                            needs chromium)
 #   5b. live widgets         JupyterLab headless (the course's .venv) runs chapters 1 and 3 to their
 #                            explorer in Chromium: the sliders render, dragging one redraws the figure;
 #                            screenshots in _build/screenshots/widgets (scripts/check_widgets_live.py;
