@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,7 +71,8 @@ def result_problems(result):
 
 def stand_in_model():
     """MobileViT-XXS with random weights (seed 0) in the place of the ImageNet weights, with the same
-    `class_names` and `preprocessing` as `load_pretrained` gives. Fresh BatchNorm statistics (mean 0,
+    `preprocessing` as `load_pretrained` gives and class names "stand-in class 0" ... "stand-in class 999"
+    (timm's names would cost 4 s of importing timm, and would dress random answers as real ones). Fresh BatchNorm statistics (mean 0,
     variance 1) leave a random network almost blind to its input (a BGR photo moves its top-5
     probabilities by 1e-7), so the statistics are first measured on 8 other smooth random photos, and
     the head is scaled by 30: then a wrong channel order, a one-pixel shift or /256 instead of /255 in the
@@ -79,7 +81,7 @@ def stand_in_model():
     from torch import nn
 
     from mobilevit_edu.models import CONFIGS, MobileViT
-    from mobilevit_edu.pretrained import IMAGENET_PREPROCESSING, imagenet_class_names
+    from mobilevit_edu.pretrained import IMAGENET_PREPROCESSING
 
     torch.manual_seed(0)
     model = MobileViT(CONFIGS["mobilevit_xxs"])
@@ -91,7 +93,7 @@ def stand_in_model():
     with torch.no_grad():
         model.train()(torch.cat([photo_tensor(seed, size) for seed in range(1, 9)]))
         model.head.weight.mul_(30)
-    model.class_names = imagenet_class_names()
+    model.class_names = tuple(f"stand-in class {i}" for i in range(model.config.num_classes))
     model.preprocessing = IMAGENET_PREPROCESSING
     return model.eval()
 
@@ -137,48 +139,53 @@ def top5_problems(got, expected):
     return []
 
 
-def check_imagenet_stand_in(browser, html, out_dir):
-    """The ImageNet part as the book built online shows it, with a stand-in network (see the module's
-    docstring): returns (problems, a sentence for the log)."""
+def prepare_stand_in(html, folder):
+    """Make the copy of the page with the stand-in ImageNet part in `folder` (see the module's docstring):
+    returns (the copy's html folder, the photo's path, PyTorch's top-5 for it). Runs in a thread while
+    the book's own page is checked: most of it is importing torch and exporting the network."""
     sys.path.insert(0, str(_nbtools.ROOT))
     from browser_demo_assets import imagenet_part
 
-    with tempfile.TemporaryDirectory(dir=html.parent, prefix="imagenet-stand-in-") as tmp:
-        copy = Path(tmp) / "html"
-        shutil.copytree(html, copy, copy_function=os.link)  # hard links: no 70 MB copy
-        demo_dir = copy / "_static" / "browser_demo"
-        model = stand_in_model()
-        demo = json.loads((demo_dir / "demo.json").read_text())
-        demo["imagenet"] = imagenet_part(demo_dir, model=model)
-        (demo_dir / "demo.json").unlink()  # a hard link to the build's file: replace it, do not write through it
-        (demo_dir / "demo.json").write_text(json.dumps(demo))
-        picture = Path(tmp) / "photo.png"
-        photo(picture)
-        expected = expected_top5(model, picture)
+    copy = Path(folder) / "html"
+    shutil.copytree(html, copy, copy_function=os.link)  # hard links: no 70 MB copy
+    demo_dir = copy / "_static" / "browser_demo"
+    model = stand_in_model()
+    demo = json.loads((demo_dir / "demo.json").read_text())
+    demo["imagenet"] = imagenet_part(demo_dir, model=model)
+    (demo_dir / "demo.json").unlink()  # a hard link to the build's file: replace it, do not write through it
+    (demo_dir / "demo.json").write_text(json.dumps(demo))
+    picture = Path(folder) / "photo.png"
+    photo(picture)
+    return copy, picture, expected_top5(model, picture)
 
-        server, base = serve(copy)
+
+def check_imagenet_stand_in(browser, prepared, out_dir):
+    """The ImageNet part as the book built online shows it, on the copy `prepared` by prepare_stand_in:
+    returns (problems, a sentence for the log)."""
+    copy, picture, expected = prepared
+    server, base = serve(copy)
+    try:
+        _, session = browser.open_tab(VIEWPORTS["phone"][:2], ("Page", "Network", "Runtime", "DOM"))
+        width, height, mobile = VIEWPORTS["phone"]
+        browser.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                            "deviceScaleFactor": 1, "mobile": mobile}, session)
+        browser.send("Page.navigate", {"url": base + PAGE}, session)
         try:
-            _, session = browser.open_tab(VIEWPORTS["phone"][:2], ("Page", "Network", "Runtime", "DOM"))
-            width, height, mobile = VIEWPORTS["phone"]
-            browser.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
-                                                                "deviceScaleFactor": 1, "mobile": mobile}, session)
-            browser.send("Page.navigate", {"url": base + PAGE}, session)
-            try:
-                browser.wait_until(session, "!!document.getElementById('demo-photo')", WAIT_S,
-                                   "the ImageNet part's file input", interval=0.1)
-                root = browser.send("DOM.getDocument", {}, session)["root"]["nodeId"]
-                node = browser.send("DOM.querySelector", {"nodeId": root, "selector": "#demo-photo"}, session)["nodeId"]
-                browser.send("DOM.setFileInputFiles", {"files": [str(picture)], "nodeId": node}, session)
-                got = json.loads(browser.wait_until(session, TOP5_JS, WAIT_S, "#demo-top5 filled", interval=0.1))
-            except TimeoutError as error:
-                return [f"ImageNet part (stand-in network): {error}"], ""
-            problems = [f"ImageNet part (stand-in network): {p}" for p in top5_problems(got, expected)]
-            found, _ = network_problems(browser.events, session)
-            problems += found
-            browser.evaluate(session, "document.getElementById('demo-imagenet').scrollIntoView(); 0")
-            browser.screenshot(session, out_dir / "imagenet.png")
-        finally:
-            server.shutdown()
+            browser.wait_until(session, "!!document.getElementById('demo-photo')", WAIT_S,
+                               "the ImageNet part's file input", interval=0.1)
+            root = browser.send("DOM.getDocument", {}, session)["root"]["nodeId"]
+            node = browser.send("DOM.querySelector", {"nodeId": root, "selector": "#demo-photo"}, session)["nodeId"]
+            browser.send("DOM.setFileInputFiles", {"files": [str(picture)], "nodeId": node}, session)
+            got = json.loads(browser.wait_until(session, TOP5_JS, WAIT_S, "#demo-top5 filled", interval=0.1))
+        except TimeoutError as error:
+            return [f"ImageNet part (stand-in network): {error}"], ""
+        problems = [f"ImageNet part (stand-in network): {p}" for p in top5_problems(got, expected)]
+        found, _ = network_problems(browser.events, session)
+        problems += found
+        browser.evaluate(session, "document.getElementById('demo-imagenet').scrollIntoView(); 0")
+        browser.screenshot(session, out_dir / "imagenet.png")
+    finally:
+        server.shutdown()
     worst = max((abs(g["probability"] - p) for g, (_, p) in zip(got, expected)), default=float("nan"))
     return problems, (f"ImageNet part (stand-in XXS, random weights): top-5 {[i for i, _ in expected]} as PyTorch's, "
                       f"probabilities within {worst:.1e}")
@@ -202,6 +209,8 @@ def main(argv=None):
     out_dir = Path(args.out) if args.out else Path(args.build) / "screenshots" / "browser_demo"
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    stand_in_folder = tempfile.mkdtemp(dir=html.parent, prefix="imagenet-stand-in-")
+    preparing = ThreadPoolExecutor(1).submit(prepare_stand_in, html, stand_in_folder)
     server, base = serve(html)
     browser = DevToolsPipe(chromium, OFFLINE_FLAGS)
     problems = []
@@ -242,7 +251,7 @@ def main(argv=None):
             browser.evaluate(session, "document.getElementById('mobilevit-demo').scrollIntoView(); 0")
             browser.screenshot(session, out_dir / f"{name}.png")
             shots.append(f"{name}.png")
-        found, sentence = check_imagenet_stand_in(browser, html, out_dir)
+        found, sentence = check_imagenet_stand_in(browser, preparing.result(), out_dir)
         problems += found
         if sentence:
             print(sentence)
@@ -250,6 +259,8 @@ def main(argv=None):
     finally:
         browser.close()
         server.shutdown()
+        preparing.exception()  # (let it finish before its folder goes)
+        shutil.rmtree(stand_in_folder, ignore_errors=True)
     if problems:
         print("\n".join(f"✗ {PAGE}: {p}" for p in problems), file=sys.stderr)
         return 1
