@@ -27,13 +27,8 @@ case "${NBVAL_ISA:-pinned}" in
     native)
         echo "nbval: kernels on this machine's own instruction set (NBVAL_ISA=native)" ;;
     pinned)
-        if grep -q -m1 -w 'avx512f' /proc/cpuinfo 2>/dev/null; then
-            export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
-            why="this CPU has AVX-512"
-        else
-            export ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX MKL_ENABLE_INSTRUCTIONS=AVX
-            why="this CPU has no AVX-512"
-        fi
+        # the mapping's one home is benchmarks/_isa.py (the sweeps pin their seeds the same way)
+        eval "$(python3 benchmarks/_isa.py)"
         echo "nbval: kernels pinned to another instruction set than this machine's best ($why):" \
             "ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA" \
             "MKL_ENABLE_INSTRUCTIONS=$MKL_ENABLE_INSTRUCTIONS" ;;
