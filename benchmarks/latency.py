@@ -175,37 +175,20 @@ def quantize_int8(fp32_path, int8_path, image_size=256, calibration_images=16, s
     return int8_path
 
 
-def optimized_node_counts(path, optimized_path):
-    """Operator counts of the graph ONNX Runtime runs after its fusions (extended level: the same on
-    every CPU), a measure that does not depend on the machine's load."""
+def optimized_node_counts(path):
+    """Operator counts of the graph ONNX Runtime runs after its fusions (`deploy.runtime_graph`: the same
+    on every CPU), a measure that does not depend on the machine's load."""
     import collections
 
-    import onnx
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(optimized_path)
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return collections.Counter(node.op_type for node in onnx.load(str(optimized_path)).graph.node)
+    return collections.Counter(node.op_type for node in deploy.runtime_graph(path).node)
 
 
 def time_by_operator(paths, feed, threads, prefix, runs=30, warmup=5):
     """ONNX Runtime's profiler on each file of `paths` ({label: path}): {label: {operator type: ms per
     run}}, largest first. The files run in alternating rounds, as in the latency table; each session's
     first `warmup` runs are dropped; kernel times only, summed over the nodes of each type."""
-    import onnxruntime as ort
-
-    sessions = {}
-    for label, path in paths.items():
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
-        options.enable_profiling = True
-        options.profile_file_prefix = f"{prefix}_{len(sessions)}"
-        sessions[label] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    sessions = {label: deploy.onnx_session(path, threads, profile_prefix=f"{prefix}_{i}")
+                for i, (label, path) in enumerate(paths.items())}
     for _ in range(warmup + runs):
         for session in sessions.values():
             session.run(None, feed)
@@ -253,7 +236,7 @@ def export_table(names, rounds, warmup, threads, int8_for=("mobilevit_xxs",), pr
                                                           w / "profile")
             sessions = {label: deploy.onnx_session(path, num_threads=threads) for label, path in files.items()}
             sizes = {label: path.stat().st_size / 1e6 for label, path in files.items()}
-            nodes = {label: optimized_node_counts(path, w / f"optimized_{path.name}") for label, path in files.items()}
+            nodes = {label: optimized_node_counts(path) for label, path in files.items()}
         with torch.inference_mode():
             expected = reference(x).numpy()
         for label, session in sessions.items():

@@ -9,7 +9,7 @@
   one, `batch_size=1`: faster under ONNX Runtime), through `torch.onnx.export(dynamo=True)`, of the
   `gather_patches` copy;
   `onnx_session(path)` runs it with ONNX Runtime; `onnx_operator_counts(path)` says what the graph
-  is made of.
+  is made of, `runtime_graph(path)` what ONNX Runtime runs of it after its fusions.
 - `measure_latencies(runs)`: the median time of several ways of running, measured in alternating rounds;
   `time_by_operation(module, x)`: where the time of a forward pass goes, by kind of operation.
 
@@ -31,6 +31,7 @@ import operator
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from einops import rearrange
@@ -289,10 +290,12 @@ def export_onnx(model, path, image_size=256, opset_version=None, batch_size=None
     return path
 
 
-def onnx_session(path, num_threads=2):
+def onnx_session(path, num_threads=2, profile_prefix=None):
     """An ONNX Runtime inference session on the CPU, with `num_threads` intra-op threads, no
     spinning (idle worker threads would otherwise keep a core busy and slow whatever runs next) and
-    denormal floats flushed to zero (as `torch.set_flush_denormal(True)` does for PyTorch)."""
+    denormal floats flushed to zero (as `torch.set_flush_denormal(True)` does for PyTorch).
+    `profile_prefix`: turn on ONNX Runtime's profiler, which writes every node's time to a JSON file
+    named from this prefix; `session.end_profiling()` returns its path."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -301,6 +304,9 @@ def onnx_session(path, num_threads=2):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -317,6 +323,23 @@ def onnx_operator_counts(path):
 
     graph = onnx.inliner.inline_local_functions(onnx.load(str(path))).graph
     return collections.Counter(node.op_type for node in graph.node).most_common()
+
+
+def runtime_graph(path):
+    """The graph ONNX Runtime actually runs for the file at `path`, after its own fusions at the
+    extended level (hardware-independent: the same on every CPU), as an onnx GraphProto: what to count
+    or inspect when asking what the runtime executes rather than what the exporter wrote."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    with tempfile.TemporaryDirectory() as folder:
+        options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnx.load(options.optimized_model_filepath).graph
 
 
 # ------------------------------------------------------------------------------------------ latency

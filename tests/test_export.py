@@ -33,15 +33,9 @@ def exports(tiny, tmp_path_factory):
             "free": deploy.export_onnx(tiny, folder / "free.onnx", image_size=64)}
 
 
-def ort_optimized_ops(path, tmp_path):
+def ort_optimized_ops(path):
     """Operator names of the graph ONNX Runtime actually runs (its extended, hardware-independent fusions)."""
-    import onnx
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(tmp_path / f"optimized_{Path(path).name}")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    return [node.op_type for node in deploy.runtime_graph(path).node]
 
 
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
@@ -56,10 +50,10 @@ def test_fixed_batch_export_computes_what_the_model_computes(tiny, exports, tmp_
         deploy.run_onnx(session, torch.rand(2, 3, 64, 64))
 
 
-def test_fixed_batch_lets_onnx_runtime_fuse_every_linear_layer_into_a_gemm(tiny, exports, tmp_path):
+def test_fixed_batch_lets_onnx_runtime_fuse_every_linear_layer_into_a_gemm(tiny, exports):
     linears = sum(isinstance(m, nn.Linear) for m in tiny.modules())
-    fixed = ort_optimized_ops(exports["fixed"], tmp_path)
-    free = ort_optimized_ops(exports["free"], tmp_path)
+    fixed = ort_optimized_ops(exports["fixed"])
+    free = ort_optimized_ops(exports["free"])
     assert fixed.count("Gemm") == linears  # qkv, proj, fc1, fc2 of each layer and the classifier
     assert free.count("Gemm") < linears  # with a free batch, MatMul and its bias Add stay apart
     assert fixed.count("Transpose") <= free.count("Transpose")
@@ -97,24 +91,28 @@ def test_browser_demo_assets_embed_pytorchs_output_and_onnx_runtime_reproduces_i
     assert (out / "demo.json").stat().st_mtime_ns == before
 
 
-def six_axis_transposes(path, tmp_path):
+def six_axis_transposes(path):
     """How many Transpose nodes of six axes the graph ONNX Runtime runs has (the einops unfold and fold)."""
-    import onnx
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(tmp_path / f"optimized_{Path(path).name}")
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    nodes = onnx.load(options.optimized_model_filepath).graph.node
+    nodes = deploy.runtime_graph(path).node
     return sum(len(attribute.ints) == 6 for n in nodes if n.op_type == "Transpose" for attribute in n.attribute)
 
 
 def test_export_gathers_pixels_instead_of_transposing_six_axes(tiny, exports, tmp_path):
     blocks = sum(type(m) is me.MobileViTBlock for m in tiny.modules())
     plain = deploy.export_onnx(tiny, tmp_path / "plain.onnx", image_size=64, batch_size=1, gather=False)
-    assert six_axis_transposes(plain, tmp_path) == 2 * blocks  # one unfold and one fold per block
-    assert six_axis_transposes(exports["fixed"], tmp_path) == 0
+    assert six_axis_transposes(plain) == 2 * blocks  # one unfold and one fold per block
+    assert six_axis_transposes(exports["fixed"]) == 0
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         for path in (plain, exports["fixed"]):
             torch.testing.assert_close(deploy.run_onnx(deploy.onnx_session(path), x), tiny(x), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_session_with_a_profile_prefix_writes_each_nodes_time(exports, tmp_path):
+    session = deploy.onnx_session(exports["fixed"], num_threads=1, profile_prefix=tmp_path / "profile")
+    deploy.run_onnx(session, torch.rand(1, 3, 64, 64))
+    profile = Path(session.end_profiling())
+    assert profile.parent == tmp_path and profile.name.startswith("profile")
+    events = json.loads(profile.read_text())
+    kernels = {e["args"]["op_name"] for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
+    assert {"Conv", "Gemm", "Gather"} <= kernels  # Gather: the unfold of deploy.gather_patches
