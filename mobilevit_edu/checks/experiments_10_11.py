@@ -172,8 +172,10 @@ def check_flag_summary(flag_summary):
     than 0.5) and "epochs_to_read" (per run, in order: the first epoch, counted from 1, whose share is more
     than 0.5, or None)."""
 
+    cases = _summary_cases()  # (reads the sweep's file once)
+
     def body():
-        for description, runs in _summary_cases():
+        for description, runs in cases:
             case = f"case '{description}'"
             actual = call(flag_summary, copy.deepcopy(runs), case=case)
             expected = _summary(runs)
@@ -213,4 +215,4 @@ def check_flag_summary(flag_summary):
                 hint = next((f" Hint: {sentence}" for value, sentence in variants if epochs == value), "")
                 raise CheckFailed(f"{case}: epochs_to_read is {epochs!r}; expected {expected['epochs_to_read']!r}.{hint}")
 
-    run_check("flag summary", body, f"right on all {len(_summary_cases())} cases (the sweep's two networks and made-up runs)")
+    run_check("flag summary", body, f"right on all {len(cases)} cases (the sweep's two networks and made-up runs)")
